@@ -1,0 +1,64 @@
+package external_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/meshagent/meshagent/plugins/external"
+	"github.com/meshagent/meshagent/plugins/external/pluginv1"
+)
+
+// jsPlugin returns the node binary and the example plugin's script,
+// installing its npm dependencies when needed; it skips without node/npm.
+func jsPlugin(t *testing.T) (node, script string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed (make test installs nodejs as root)")
+	}
+	dir, _ := filepath.Abs("../examples/jsheader")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js")); err != nil {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			t.Skip("npm not installed")
+		}
+		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm ci: %v\n%s", err, out)
+		}
+	}
+	return node, filepath.Join(dir, "plugin.js")
+}
+
+func TestJavaScriptPlugin(t *testing.T) {
+	node, script := jsPlugin(t)
+	p, err := external.Start(external.Config{Name: "jsheader", Path: node, Args: []string{script}, StartTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	ctx := context.Background()
+	if _, err := p.Configure(ctx, []byte(`{"header":"x-js","bogus":1}`)); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+	c, err := p.Configure(ctx, []byte(`{"header":"x-js","value":"hi","deny_path":"/no"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.RequestHeaders(ctx, &pluginv1.HTTPRequest{Method: "GET", Path: "/yes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.SetHeaders) != 1 || m.SetHeaders[0].Key != "x-js" || m.SetHeaders[0].Value != "hi" {
+		t.Fatalf("mutation %v", m)
+	}
+	m, err = c.RequestHeaders(ctx, &pluginv1.HTTPRequest{Method: "GET", Path: "/no"})
+	if err != nil || m.Status != 403 || string(m.Body) != "denied by js plugin" {
+		t.Fatalf("deny: %v %v", m, err)
+	}
+}
