@@ -1,0 +1,7 @@
+package goplugin
+
+import "fmt"
+
+func symbolErr(path, sym string, err error) error {
+	return fmt.Errorf("%w: %s does not export %s: %v", ErrSymbol, path, sym, err)
+}

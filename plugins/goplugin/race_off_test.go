@@ -1,0 +1,5 @@
+//go:build !race
+
+package goplugin_test
+
+const raceEnabled = false
