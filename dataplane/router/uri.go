@@ -168,12 +168,9 @@ func (r *Router[T]) Match(req *Request) (res Result[T], ok bool) {
 
 func matchWild[T any](tr *trie[hostEntry[T]], host string, req *Request) (Result[T], bool) {
 	for n := tr.longest(host); n != nil; n = n.up {
-		// A wildcard is a suffix strictly shorter than the host: "*.x.com"
-		// does not match ".x.com" and "*" needs a non-empty host.
+		// A wildcard is the raw suffix after '*' ("*.x.com" does not match
+		// the apex "x.com"; "*x.com" does, as in radixtree).
 		he := n.val
-		if len(he.pattern)-1 >= len(host) {
-			continue
-		}
 		if e, ok := he.table.match(req); ok {
 			return Result[T]{Route: e.route, URI: e.pathOrg, Host: he.pattern}, true
 		}

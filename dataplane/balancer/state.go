@@ -1,0 +1,114 @@
+package balancer
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// decayTime is how fast an EWMA forgets, as APISIX's ewma.lua DECAY_TIME.
+const decayTime = 10 * time.Second
+
+// NodeState is the per-node state that outlives a snapshot: in-flight
+// requests and the peak EWMA of response times. It is shared by every
+// Picker built with the same States and is updated atomically.
+type NodeState struct {
+	inflight atomic.Int64
+	mu       sync.Mutex
+	ewma     float64 // nanoseconds
+	stamp    int64   // nanotime of the last update
+}
+
+// InFlight returns the number of picked attempts not yet Done.
+func (s *NodeState) InFlight() int64 { return s.inflight.Load() }
+
+// EWMA returns the current latency estimate, decayed to now.
+func (s *NodeState) EWMA() time.Duration {
+	return time.Duration(s.score(nanotime()))
+}
+
+// observe folds one response time into the peak EWMA: a slower sample
+// replaces the estimate at once, faster ones pull it down with a weight
+// that grows with the time since the last sample.
+func (s *NodeState) observe(rtt time.Duration, now int64) {
+	x := float64(rtt)
+	if x < 0 {
+		x = 0
+	}
+	s.mu.Lock()
+	if x > s.ewma || s.stamp == 0 {
+		s.ewma = x
+	} else {
+		w := math.Exp(-float64(now-s.stamp) / float64(decayTime))
+		s.ewma = s.ewma*w + x*(1-w)
+	}
+	s.stamp = now
+	s.mu.Unlock()
+}
+
+// score is the EWMA decayed towards zero by the idle time, so a node that
+// was slow long ago is tried again.
+func (s *NodeState) score(now int64) float64 {
+	s.mu.Lock()
+	e, t := s.ewma, s.stamp
+	s.mu.Unlock()
+	if t == 0 {
+		return 0
+	}
+	td := now - t
+	if td <= 0 {
+		return e
+	}
+	return e * math.Exp(-float64(td)/float64(decayTime))
+}
+
+// States holds NodeState by node address for one upstream, so the proxy
+// can carry in-flight counts and EWMA scores over to the Picker of the next
+// snapshot. Safe for concurrent use.
+type States struct {
+	mu sync.Mutex
+	m  map[string]*NodeState
+}
+
+// NewStates returns an empty registry.
+func NewStates() *States { return &States{m: map[string]*NodeState{}} }
+
+func (s *States) get(addr string) *NodeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.m[addr]
+	if st == nil {
+		st = &NodeState{}
+		s.m[addr] = st
+	}
+	return st
+}
+
+// Get returns the state of addr, or nil if there is none.
+func (s *States) Get(addr string) *NodeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[addr]
+}
+
+// Retain drops the state of every address not among nodes. Call it after
+// the Picker of a new snapshot is built and the old one is retired.
+func (s *States) Retain(nodes []Node) {
+	keep := make(map[string]struct{}, len(nodes))
+	for _, n := range nodes {
+		keep[n.Addr] = struct{}{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a := range s.m {
+		if _, ok := keep[a]; !ok {
+			delete(s.m, a)
+		}
+	}
+}
+
+var epoch = time.Now()
+
+// nanotime is a monotonic clock that is never 0.
+func nanotime() int64 { return int64(time.Since(epoch)) + 1 }
