@@ -255,6 +255,7 @@ type SSLClient struct {
 // PluginConfig is a reusable set of plugins referenced by routes.
 type PluginConfig struct {
 	ID         ID      `json:"id,omitempty"`
+	Name       string  `json:"name,omitempty"`
 	Desc       string  `json:"desc,omitempty"`
 	Labels     Labels  `json:"labels,omitempty"`
 	CreateTime int64   `json:"create_time,omitempty"`
@@ -271,7 +272,9 @@ type GlobalRule struct {
 }
 
 // Consumer is an API consumer identified by its authentication plugins.
+// Its key is <prefix>/consumers/<username>; ID, when set, equals Username.
 type Consumer struct {
+	ID         ID      `json:"id,omitempty"`
 	Username   string  `json:"username"`
 	Desc       string  `json:"desc,omitempty"`
 	Labels     Labels  `json:"labels,omitempty"`
@@ -284,6 +287,7 @@ type Consumer struct {
 // ConsumerGroup is a set of plugins shared by consumers.
 type ConsumerGroup struct {
 	ID         ID      `json:"id,omitempty"`
+	Name       string  `json:"name,omitempty"`
 	Desc       string  `json:"desc,omitempty"`
 	Labels     Labels  `json:"labels,omitempty"`
 	CreateTime int64   `json:"create_time,omitempty"`
@@ -312,8 +316,32 @@ type StreamRoute struct {
 
 // StreamProtocol names an xRPC protocol of a stream route.
 type StreamProtocol struct {
-	Name string          `json:"name"`
-	Conf json.RawMessage `json:"conf,omitempty"`
+	Name       string          `json:"name"`
+	SuperiorID ID              `json:"superior_id,omitempty"`
+	Conf       json.RawMessage `json:"conf,omitempty"`
+	Logger     []StreamLogger  `json:"logger,omitempty"`
+}
+
+// StreamLogger is one logger of an xRPC protocol: a logging plugin Name
+// with its Conf, run when Filter (a lua-resty-expr expression) matches.
+type StreamLogger struct {
+	Name   string          `json:"name,omitempty"`
+	Filter json.RawMessage `json:"filter,omitempty"`
+	Conf   json.RawMessage `json:"conf,omitempty"`
+}
+
+// Credential is an authentication credential of a consumer (APISIX 3.x),
+// stored at <prefix>/consumers/<username>/credentials/<id>. ID holds
+// "<username>/credentials/<id>", the form APISIX uses; Plugins holds at
+// most one authentication plugin.
+type Credential struct {
+	ID         ID      `json:"id,omitempty"`
+	Name       string  `json:"name,omitempty"`
+	Desc       string  `json:"desc,omitempty"`
+	Labels     Labels  `json:"labels,omitempty"`
+	CreateTime int64   `json:"create_time,omitempty"`
+	UpdateTime int64   `json:"update_time,omitempty"`
+	Plugins    Plugins `json:"plugins,omitempty"`
 }
 
 // PluginMetadata is the per-plugin metadata object, keyed by plugin name.
@@ -326,6 +354,7 @@ type PluginMetadata struct {
 // Proto is a protobuf definition used by grpc-transcode.
 type Proto struct {
 	ID         ID     `json:"id,omitempty"`
+	Name       string `json:"name,omitempty"`
 	Desc       string `json:"desc,omitempty"`
 	Labels     Labels `json:"labels,omitempty"`
 	CreateTime int64  `json:"create_time,omitempty"`
