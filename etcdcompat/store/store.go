@@ -40,7 +40,15 @@ var (
 	ErrLeaseExists      = errors.New("etcdserver: lease already exists")
 	ErrLeaseTTLTooLarge = errors.New("etcdserver: too large lease TTL")
 	ErrKeyNotFound      = errors.New("etcdserver: key not found")
-	ErrClosed           = errors.New("store: closed")
+	// ErrValueProvided: a put with ignore_value also carries a value.
+	ErrValueProvided = errors.New("etcdserver: value is provided")
+	// ErrLeaseProvided: a put with ignore_lease also carries a lease.
+	ErrLeaseProvided = errors.New("etcdserver: lease is provided")
+	// ErrRequestTooLarge: a txn or delete request exceeds etcd's default
+	// max-request-bytes (1.5 MiB); puts report ErrKeyTooLarge or
+	// ErrValueTooLarge, which carry the same message.
+	ErrRequestTooLarge = errors.New("etcdserver: request is too large")
+	ErrClosed          = errors.New("store: closed")
 )
 
 // InvalidObjectError is returned when a Decoder rejects a value. Nothing is
@@ -138,6 +146,8 @@ type Watcher interface {
 
 // WatchResponse is one batch of events: all events of one or more whole
 // revisions, in order. Revision is the store revision when it was sent.
+// The KeyValues the events point to are shared between watchers and with
+// the store: they must be treated as read-only.
 type WatchResponse struct {
 	Revision        int64
 	Events          []*mvccpb.Event
