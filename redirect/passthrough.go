@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +48,11 @@ type PassThrough struct {
 	DialTimeout time.Duration
 	// OriginalDst recovers the destination; nil means OriginalDst.
 	OriginalDst OriginalDstFunc
+	// ListenPorts are the ports the proxy listens on; a connection whose
+	// original destination is its own local address on one of them was
+	// made to the proxy directly and is refused with ErrLoop. Nil means
+	// DefaultOutboundPort and DefaultInboundPort.
+	ListenPorts []uint16
 	// Dial, when set, replaces the marked dialer (tests, custom sockets).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -55,8 +60,8 @@ type PassThrough struct {
 // Serve handles one captured connection and closes it before returning.
 // It returns nil after a forwarded connection ends normally; ErrRefused
 // when the policy refuses; ErrLoop when the original destination is the
-// listener itself (a direct connection to the proxy port, which would
-// forward to itself forever); or the dial error.
+// proxy itself (a direct connection to a proxy port, which would forward
+// to itself forever); or the dial error.
 func (p *PassThrough) Serve(ctx context.Context, c net.Conn) error {
 	defer c.Close()
 	if p.Policy == PassThroughRefuse {
@@ -74,7 +79,11 @@ func (p *PassThrough) Serve(ctx context.Context, c net.Conn) error {
 	}
 	if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
 		local := la.AddrPort()
-		if netip.AddrPortFrom(local.Addr().Unmap(), local.Port()) == dst {
+		ports := p.ListenPorts
+		if ports == nil {
+			ports = []uint16{DefaultOutboundPort, DefaultInboundPort}
+		}
+		if local.Addr().Unmap() == dst.Addr() && slices.Contains(ports, dst.Port()) {
 			reset(c)
 			return fmt.Errorf("%w: %v", ErrLoop, dst)
 		}
