@@ -115,7 +115,7 @@ func (n *node) leaf(vars Vars) bool {
 		}
 		return false
 	case OpIPMatch:
-		if !ok {
+		if !ok || !ipChars(val) {
 			return false
 		}
 		a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(val, "["), "]"))
@@ -184,4 +184,19 @@ func luaToNumber(s string) (float64, bool) {
 		return 0, false
 	}
 	return f, true
+}
+
+// ipChars screens values that cannot be an IP address, so that ParseAddr
+// (whose errors allocate) only sees plausible input.
+func ipChars(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
 }
