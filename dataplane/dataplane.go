@@ -1,0 +1,311 @@
+// Package dataplane is meshagent's native data plane: it compiles the
+// store's APISIX objects into an immutable snapshot (route tables, upstream
+// runtimes with connection pools, plugin chains with global rules, service
+// and plugin_config merged as APISIX merges them), publishes it with an
+// atomic pointer swap, and serves traffic from it: HTTP/1.1 (fasthttp),
+// HTTP/2 and gRPC (x/net/http2), WebSocket, and TCP (stream routes),
+// sniffed on one port, on the static --http-listen/--stream-listen
+// listeners and on listeners from /meshagent/listeners/.
+//
+// It owns listeners, protocol detection, proxying, retries, timeouts and
+// the snapshot lifecycle. It does not own route matching semantics
+// (dataplane/router), vars expressions (dataplane/expr), the plugin API
+// (package plugins), the admin endpoints (dataplane/admin), nor where
+// configuration comes from (package store and its writers).
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshagent/meshagent/etcdcompat/store"
+)
+
+// Source is the part of store.Store the data plane reads.
+type Source interface {
+	Objects(prefix string) ([]store.Object, int64)
+	WatchObjects(ctx context.Context, prefix string, rev int64, fn func([]store.ObjectEvent))
+}
+
+// Key prefixes the data plane follows.
+const (
+	APISIXPrefix   = "/apisix/"
+	ListenerPrefix = "/meshagent/listeners/"
+)
+
+// Errors returned by the data plane.
+var (
+	ErrNoSource = errors.New("dataplane: Options.Source is required")
+	ErrClosed   = errors.New("dataplane: closed")
+)
+
+// Options configure New.
+type Options struct {
+	// Source is the store the snapshot is compiled from (required).
+	Source Source
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// HTTPListen is the static HTTP listener (host:port; "" for none).
+	// It sniffs HTTP/1.1, h2c, TLS (ssl objects by SNI) on one port and
+	// serves the default route table.
+	HTTPListen string
+	// StreamListen is the static TCP listener for stream routes.
+	StreamListen string
+	// OriginalDst recovers a redirected connection's original destination
+	// (SO_ORIGINAL_DST); needed by listeners with use_original_dst.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// SniffTimeout bounds the wait for a client's first bytes; after it
+	// the connection is treated as a server-first opaque TCP stream.
+	// Default 200ms.
+	SniffTimeout time.Duration
+	// OpaquePorts are destination ports never sniffed (always TCP).
+	OpaquePorts []int
+	// Coalesce is the minimum interval between two snapshot rebuilds, so
+	// bursts of changes compile once. Default 5ms.
+	Coalesce time.Duration
+}
+
+// Stats are the data plane's counters; all fields are atomics.
+type Stats struct {
+	Requests        atomic.Int64
+	Rebuilds        atomic.Int64
+	ConfigRejected  atomic.Int64
+	PluginPanics    atomic.Int64
+	PluginBugs      atomic.Int64
+	UpstreamErrors  atomic.Int64
+	Retries         atomic.Int64
+	NoRoute         atomic.Int64
+	ActiveConns     atomic.Int64
+	TCPConns        atomic.Int64
+	ListenersActive atomic.Int64
+}
+
+// Dataplane serves traffic from the latest snapshot of Source.
+type Dataplane struct {
+	opts  Options
+	log   *slog.Logger
+	snap  atomic.Pointer[snapshot]
+	stats Stats
+	ready atomic.Bool
+
+	mu        sync.Mutex
+	static    []*listener
+	dynamic   map[string]*listener // by listener id
+	servers   servers
+	closed    bool
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	changed   chan struct{}
+	objs      *objects
+	objsMu    sync.Mutex
+	rebuildMu sync.Mutex
+}
+
+// New validates opts and returns a Dataplane; Start begins serving.
+func New(opts Options) (*Dataplane, error) {
+	if opts.Source == nil {
+		return nil, ErrNoSource
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SniffTimeout <= 0 {
+		opts.SniffTimeout = 200 * time.Millisecond
+	}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = 5 * time.Millisecond
+	}
+	d := &Dataplane{opts: opts, log: opts.Logger, dynamic: map[string]*listener{}, changed: make(chan struct{}, 1)}
+	d.servers.d = d
+	return d, nil
+}
+
+// Start compiles the first snapshot, binds the static listeners and
+// follows the store until ctx ends or Close is called. It returns once
+// the listeners are bound.
+func (d *Dataplane) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	d.cancel = cancel
+	d.objs = newObjects()
+	rev := int64(0)
+	for _, p := range []string{APISIXPrefix, ListenerPrefix} {
+		objs, r := d.opts.Source.Objects(p)
+		for _, o := range objs {
+			d.objs.set(o.Key, o, false)
+		}
+		rev = max(rev, r)
+	}
+	d.objs.rev = rev
+	d.rebuild()
+	if d.opts.HTTPListen != "" {
+		l, err := d.listenStatic(d.opts.HTTPListen, kindHTTP)
+		if err != nil {
+			cancel()
+			return err
+		}
+		d.static = append(d.static, l)
+	}
+	if d.opts.StreamListen != "" {
+		l, err := d.listenStatic(d.opts.StreamListen, kindStream)
+		if err != nil {
+			cancel()
+			d.closeListeners()
+			return err
+		}
+		d.static = append(d.static, l)
+	}
+	for _, p := range []string{APISIXPrefix, ListenerPrefix} {
+		d.opts.Source.WatchObjects(ctx, p, rev, d.onEvents)
+	}
+	d.wg.Add(1)
+	go d.loop(ctx)
+	d.ready.Store(true)
+	return nil
+}
+
+// onEvents records changes and wakes the rebuild loop; it never blocks.
+func (d *Dataplane) onEvents(evs []store.ObjectEvent) {
+	d.objsMu.Lock()
+	for _, e := range evs {
+		d.objs.set(e.Key, store.Object{Key: e.Key, Value: e.Value, ModRevision: e.Revision}, e.Deleted)
+		d.objs.rev = max(d.objs.rev, e.Revision)
+	}
+	d.objsMu.Unlock()
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+}
+
+// loop rebuilds at most once per Coalesce interval while changes arrive.
+func (d *Dataplane) loop(ctx context.Context) {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.changed:
+		}
+		t := time.NewTimer(d.opts.Coalesce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		d.rebuild()
+	}
+}
+
+// rebuild compiles and publishes a snapshot, then reconciles listeners.
+func (d *Dataplane) rebuild() {
+	d.rebuildMu.Lock()
+	defer d.rebuildMu.Unlock()
+	d.objsMu.Lock()
+	objs := d.objs.clone()
+	d.objsMu.Unlock()
+	prev := d.snap.Load()
+	b := &builder{log: d.log, stats: &d.stats, prev: prev, objs: objs}
+	s := b.build()
+	d.snap.Store(s)
+	d.stats.Rebuilds.Add(1)
+	d.reconcileListeners(s)
+	if prev != nil {
+		for k, up := range prev.upstreams {
+			if _, ok := s.upstreams[k]; !ok {
+				// Requests in flight keep their connections; only idle
+				// ones are closed now, the rest when released.
+				time.AfterFunc(5*time.Second, up.close)
+			}
+		}
+	}
+}
+
+func (os *objects) clone() *objects {
+	c := newObjects()
+	c.rev = os.rev
+	for _, p := range [][2]map[string]store.Object{{os.routes, c.routes}, {os.upstreams, c.upstreams}, {os.services, c.services},
+		{os.pluginConfigs, c.pluginConfigs}, {os.globalRules, c.globalRules}, {os.streamRoutes, c.streamRoutes},
+		{os.ssls, c.ssls}, {os.listeners, c.listeners}} {
+		for k, v := range p[0] {
+			p[1][k] = v
+		}
+	}
+	return c
+}
+
+// Ready reports whether the first snapshot is compiled and the static
+// listeners are bound.
+func (d *Dataplane) Ready() bool { return d.ready.Load() }
+
+// Revision is the store revision of the snapshot in force.
+func (d *Dataplane) Revision() int64 {
+	if s := d.snap.Load(); s != nil {
+		return s.rev
+	}
+	return 0
+}
+
+// Stats returns the live counters (read them with Load).
+func (d *Dataplane) Stats() *Stats { return &d.stats }
+
+// Addrs returns the bound addresses of the static listeners, in the order
+// HTTP, stream (absent ones are skipped).
+func (d *Dataplane) Addrs() []net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]net.Addr, 0, len(d.static))
+	for _, l := range d.static {
+		out = append(out, l.ln.Addr())
+	}
+	return out
+}
+
+// ListenerAddr returns the bound address of the store listener id.
+func (d *Dataplane) ListenerAddr(id string) (net.Addr, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, ok := d.dynamic[id]
+	if !ok {
+		return nil, false
+	}
+	return l.ln.Addr(), true
+}
+
+// Close stops the listeners and the watch; established connections are
+// closed too.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.ready.Store(false)
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.closeListeners()
+	d.wg.Wait()
+	return nil
+}
+
+func (d *Dataplane) closeListeners() {
+	d.mu.Lock()
+	ls := append([]*listener(nil), d.static...)
+	for _, l := range d.dynamic {
+		ls = append(ls, l)
+	}
+	d.static, d.dynamic = nil, map[string]*listener{}
+	d.mu.Unlock()
+	for _, l := range ls {
+		l.close()
+	}
+}

@@ -1,0 +1,393 @@
+package dataplane
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/meshagent/meshagent/plugins"
+)
+
+// Bodies of the data plane's own answers, as APISIX/openresty sends them.
+var (
+	body404 = []byte(`{"error_msg":"404 Route Not Found"}` + "\n")
+	body500 = errPage("500 Internal Server Error")
+	body502 = errPage("502 Bad Gateway")
+	body503 = errPage("503 Service Temporarily Unavailable")
+	body504 = errPage("504 Gateway Time-out")
+)
+
+func errPage(s string) []byte {
+	return []byte("<html>\r\n<head><title>" + s + "</title></head>\r\n<body>\r\n<center><h1>" + s +
+		"</h1></center>\r\n<hr><center>meshagent</center>\r\n</body>\r\n</html>\r\n")
+}
+
+// servers holds one fasthttp.Server per (route table, TLS) pair; their
+// handlers differ only in the table they route with.
+type servers struct {
+	d  *Dataplane
+	mu sync.Mutex
+	m  map[serverKey]*fasthttp.Server
+}
+
+type serverKey struct {
+	table string
+	tls   bool
+}
+
+func (s *servers) get(table string, tls bool) *fasthttp.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[serverKey]*fasthttp.Server{}
+	}
+	k := serverKey{table, tls}
+	if srv, ok := s.m[k]; ok {
+		return srv
+	}
+	d := s.d
+	srv := &fasthttp.Server{
+		Handler:                       func(fc *fasthttp.RequestCtx) { d.serveH1(fc, table, tls) },
+		Name:                          "",
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		ReadBufferSize:                8192,
+		MaxRequestBodySize:            64 << 20,
+		IdleTimeout:                   120 * time.Second,
+		Logger:                        fasthttpLogger{d},
+	}
+	s.m[k] = srv
+	return srv
+}
+
+type fasthttpLogger struct{ d *Dataplane }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.d.log.Debug("dataplane: fasthttp", "msg", format, "args", args)
+}
+
+// serveH1 is the HTTP/1.1 request path: route, plugins, upstream.
+func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
+	d.stats.Requests.Add(1)
+	s := d.snap.Load()
+	c := acquireH1(fc, isTLS)
+	defer releaseH1(c)
+	rt := d.matchH1(s, table, c)
+	if rt == nil {
+		d.stats.NoRoute.Add(1)
+		fc.Response.Header.SetContentType("application/json")
+		fc.Response.SetStatusCode(404)
+		fc.Response.SetBodyRaw(body404)
+		return
+	}
+	c.rt = rt
+	ch := rt.chain
+	if ch.Has(plugins.PhaseRewrite) && d.runPhase(ch, plugins.PhaseRewrite, c) {
+		d.runLog(ch, c)
+		return
+	}
+	if ch.Has(plugins.PhaseAccess) && d.runPhase(ch, plugins.PhaseAccess, c) {
+		d.runLog(ch, c)
+		return
+	}
+	up := rt.up
+	if c.upSet {
+		up = c.up
+	}
+	if up == nil || len(up.nodes) == 0 {
+		fc.Response.SetStatusCode(503)
+		fc.Response.Header.SetContentType("text/html")
+		fc.Response.SetBodyRaw(body503)
+		d.runLog(ch, c)
+		return
+	}
+	if rt.websocket && isWebsocket(&fc.Request) {
+		d.proxyWebsocket(c, up)
+		return
+	}
+	if !d.forwardH1(c, up, ch) {
+		d.runLog(ch, c)
+		return
+	}
+	if ch.Has(plugins.PhaseHeaderFilter) {
+		d.runPhase(ch, plugins.PhaseHeaderFilter, c)
+	}
+	if ch.Has(plugins.PhaseBodyFilter) {
+		d.runPhase(ch, plugins.PhaseBodyFilter, c)
+	}
+	d.runLog(ch, c)
+}
+
+func (d *Dataplane) matchH1(s *snapshot, table string, c *h1Ctx) *route {
+	if s == nil {
+		return nil
+	}
+	t := s.tables[table]
+	if t == nil {
+		return nil
+	}
+	r := &c.fc.Request
+	c.rreq.Path = b2s(r.URI().Path())
+	c.rreq.Host = b2s(c.host)
+	c.rreq.HostHeader = b2s(r.Header.Host())
+	c.rreq.Method = b2s(r.Header.Method())
+	c.rreq.RemoteAddr = c.remoteIP
+	c.rreq.Vars = c.exprVars()
+	res, ok := t.Match(&c.rreq)
+	if !ok {
+		return nil
+	}
+	return res.Route.Value
+}
+
+// runPhase runs one phase and reports whether the request was answered.
+func (d *Dataplane) runPhase(ch *plugins.Chain, p plugins.Phase, c plugins.Ctx) bool {
+	res := ch.Run(p, c)
+	if res.Fault != plugins.FaultNone {
+		d.fault(res, p, c)
+	}
+	return res.Status == plugins.Stop
+}
+
+func (d *Dataplane) runLog(ch *plugins.Chain, c plugins.Ctx) {
+	if ch.Has(plugins.PhaseLog) {
+		ch.Run(plugins.PhaseLog, c)
+	}
+}
+
+func (d *Dataplane) fault(res plugins.Result, p plugins.Phase, c plugins.Ctx) {
+	switch res.Fault {
+	case plugins.FaultPanic:
+		d.stats.PluginPanics.Add(1)
+		d.log.Error("dataplane: plugin panicked; request answered 500", "plugin", res.Plugin, "phase", p.String(), "route", c.RouteID(), "panic", res.Panic)
+	case plugins.FaultStopWithoutResponse:
+		d.stats.PluginBugs.Add(1)
+		d.log.Error("dataplane: plugin bug: Stop without a response; request answered 500", "plugin", res.Plugin, "phase", p.String(), "route", c.RouteID())
+	}
+}
+
+// hop-by-hop headers removed in both directions (RFC 9110 7.6.1).
+var hopHeaders = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Upgrade"}
+
+// prepareH1 rewrites the request for the upstream: hop-by-hop headers,
+// X-Forwarded-*, scheme.
+func (d *Dataplane) prepareH1(c *h1Ctx, up *upstream) {
+	r := &c.fc.Request
+	h := &r.Header
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	c.buf = c.buf[:0]
+	if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
+		c.buf = append(append(c.buf, prior...), ", "...)
+	}
+	c.buf = append(c.buf, c.remote...)
+	h.SetBytesV("X-Forwarded-For", c.buf)
+	if len(h.Peek("X-Forwarded-Proto")) == 0 {
+		if c.tls {
+			h.Set("X-Forwarded-Proto", "https")
+		} else {
+			h.Set("X-Forwarded-Proto", "http")
+		}
+	}
+	if len(h.Peek("X-Forwarded-Host")) == 0 {
+		h.SetBytesV("X-Forwarded-Host", c.host)
+	}
+	h.SetBytesV("X-Real-IP", c.remote)
+	scheme := c.scheme
+	if scheme == "" {
+		scheme = "http"
+		if up.tls {
+			scheme = "https"
+		}
+	}
+	r.URI().SetScheme(scheme)
+	r.UseHostHeader = true
+}
+
+// forwardH1 sends the request to up with retries and reports whether a
+// response from the upstream is in fc.Response (false: an error answer
+// was written).
+func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
+	fc := c.fc
+	d.prepareH1(c, up)
+	if c.scheme == "https" && !up.tls || c.scheme == "http" && up.tls {
+		c.scheme = "" // the node pools are per scheme; the upstream's wins
+		d.prepareH1(c, up)
+	}
+	var start time.Time
+	if up.retryTO > 0 {
+		start = time.Now()
+	}
+	var tried uint64
+	var err error
+	idem := idempotent(&fc.Request)
+	for attempt := 0; attempt <= up.retries; attempt++ {
+		ni, ok := up.pick(tried)
+		if !ok {
+			break
+		}
+		if ni < 64 {
+			tried |= 1 << uint(ni)
+		}
+		n := up.nodes[ni]
+		if !c.hostSet {
+			switch up.passHost {
+			case passHostNode:
+				fc.Request.Header.SetHostBytes(n.hostHdr)
+			case passHostRewrite:
+				fc.Request.Header.SetHostBytes(up.host)
+			}
+		}
+		if attempt == 0 && ch.Has(plugins.PhaseBeforeProxy) && d.runPhase(ch, plugins.PhaseBeforeProxy, c) {
+			return false
+		}
+		if attempt > 0 {
+			d.stats.Retries.Add(1)
+		}
+		n.inflight.Add(1)
+		err = n.hc.Do(&fc.Request, &fc.Response)
+		n.inflight.Add(-1)
+		if err == nil {
+			fc.Response.Header.ResetConnectionClose()
+			for _, k := range hopHeaders {
+				fc.Response.Header.Del(k)
+			}
+			return true
+		}
+		d.stats.UpstreamErrors.Add(1)
+		if isTimeout(err) {
+			break
+		}
+		var ce *connectError
+		if !errors.As(err, &ce) && !idem {
+			break
+		}
+		if up.retryTO > 0 && time.Since(start) > up.retryTO {
+			break
+		}
+	}
+	fc.Response.Reset()
+	fc.Response.Header.SetContentType("text/html")
+	switch {
+	case err == nil:
+		fc.Response.SetStatusCode(503)
+		fc.Response.SetBodyRaw(body503)
+	case isTimeout(err):
+		fc.Response.SetStatusCode(504)
+		fc.Response.SetBodyRaw(body504)
+	default:
+		fc.Response.SetStatusCode(502)
+		fc.Response.SetBodyRaw(body502)
+	}
+	d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+	return false
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true
+	}
+	var ne net.Error
+	var ce *connectError
+	return errors.As(err, &ne) && ne.Timeout() && !errors.As(err, &ce)
+}
+
+func isWebsocket(r *fasthttp.Request) bool {
+	return r.Header.ConnectionUpgrade() && string(r.Header.Peek("Upgrade")) != "" && equalFoldASCII(r.Header.Peek("Upgrade"), "websocket")
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// proxyWebsocket hijacks the client connection, replays the upgrade
+// request to a node and copies bytes both ways until either side closes.
+func (d *Dataplane) proxyWebsocket(c *h1Ctx, up *upstream) {
+	fc := c.fc
+	ni, ok := up.pick(0)
+	if !ok {
+		fc.Response.SetStatusCode(503)
+		fc.Response.SetBodyRaw(body503)
+		return
+	}
+	n := up.nodes[ni]
+	if !c.hostSet {
+		switch up.passHost {
+		case passHostNode:
+			fc.Request.Header.SetHostBytes(n.hostHdr)
+		case passHostRewrite:
+			fc.Request.Header.SetHostBytes(up.host)
+		}
+	}
+	uc, err := net.DialTimeout("tcp", n.addr, up.to.connect)
+	if err != nil {
+		d.stats.UpstreamErrors.Add(1)
+		fc.Response.SetStatusCode(502)
+		fc.Response.SetBodyRaw(body502)
+		return
+	}
+	h := &fc.Request.Header
+	prior := string(h.Peek("X-Forwarded-For"))
+	if prior != "" {
+		prior += ", "
+	}
+	h.Set("X-Forwarded-For", prior+string(c.remote))
+	bw := bufio.NewWriter(uc)
+	if err := fc.Request.Header.Write(bw); err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		uc.Close()
+		fc.Response.SetStatusCode(502)
+		fc.Response.SetBodyRaw(body502)
+		return
+	}
+	fc.HijackSetNoResponse(true)
+	fc.Hijack(func(cc net.Conn) {
+		pipe(cc, uc)
+	})
+}
+
+// pipe copies both ways and closes both ends when done, propagating
+// half-closes where the connections support them.
+func pipe(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = dst.Close()
+		}
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	cp(b, a)
+	<-done
+	a.Close()
+	b.Close()
+}

@@ -1,0 +1,320 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/meshagent/meshagent/plugins"
+)
+
+// h2Server serves HTTP/2 connections (h2c prior knowledge or h2 by ALPN).
+var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
+
+// serveH2Conn serves one HTTP/2 connection with route table table.
+func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
+	h2Server.ServeConn(c, &http2.ServeConnOpts{
+		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { d.serveHTTP(w, r, table, isTLS) }),
+		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
+	})
+}
+
+// serveHTTP is the net/http request path (HTTP/2, gRPC).
+func (d *Dataplane) serveHTTP(w http.ResponseWriter, r *http.Request, table string, isTLS bool) {
+	d.stats.Requests.Add(1)
+	s := d.snap.Load()
+	c := newH2Ctx(w, r, isTLS)
+	var rt *route
+	if s != nil {
+		if t := s.tables[table]; t != nil {
+			c.rreq.Path, c.rreq.Host, c.rreq.HostHeader, c.rreq.Method = r.URL.Path, c.host, r.Host, r.Method
+			c.rreq.RemoteAddr, c.rreq.Vars = c.remoteIP, c.exprVars()
+			if res, ok := t.Match(&c.rreq); ok {
+				rt = res.Route.Value
+			}
+		}
+	}
+	if rt == nil {
+		d.stats.NoRoute.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(404)
+		_, _ = w.Write(body404)
+		return
+	}
+	c.rt = rt
+	ch := rt.chain
+	defer d.runLog(ch, c)
+	if d.runPhase(ch, plugins.PhaseRewrite, c) || d.runPhase(ch, plugins.PhaseAccess, c) {
+		d.writeH2Local(c)
+		return
+	}
+	up := rt.up
+	if c.upSet {
+		up = c.up
+	}
+	if up == nil || len(up.nodes) == 0 {
+		c.Respond(503, body503)
+		d.writeH2Local(c)
+		return
+	}
+	d.forwardHTTP(c, up, ch)
+}
+
+func (d *Dataplane) writeH2Local(c *h2Ctx) {
+	c.w.WriteHeader(c.status)
+	if len(c.body) > 0 {
+		_, _ = c.w.Write(c.body)
+	}
+}
+
+// onceBody lets a request body be retried while nothing was read from it.
+type onceBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *onceBody) Read(p []byte) (int, error) { b.read.Store(true); return b.rc.Read(p) }
+func (b *onceBody) Close() error               { return nil }
+
+// forwardHTTP proxies a net/http request, streaming both bodies and
+// copying trailers; retries on connect errors while no body was sent.
+func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
+	r := c.r
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	isGRPC := up.grpc
+	for _, k := range hopHeaders {
+		if k == "Te" && isGRPC {
+			continue
+		}
+		out.Header.Del(k)
+	}
+	prior := r.Header.Get("X-Forwarded-For")
+	if prior != "" {
+		prior += ", "
+	}
+	out.Header.Set("X-Forwarded-For", prior+c.remote)
+	if out.Header.Get("X-Forwarded-Proto") == "" {
+		out.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[c.tls])
+	}
+	out.Header.Set("X-Real-IP", c.remote)
+	ctx := r.Context()
+	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
+		if to, ok := parseGRPCTimeout(gt); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, to)
+			defer cancel()
+			out = out.WithContext(ctx)
+		}
+	}
+	var body *onceBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &onceBody{rc: r.Body}
+		out.Body = body
+	}
+	rt := up.h2.get(up)
+	var start time.Time
+	if up.retryTO > 0 {
+		start = time.Now()
+	}
+	var tried uint64
+	var resp *http.Response
+	var err error
+	for attempt := 0; attempt <= up.retries; attempt++ {
+		ni, ok := up.pick(tried)
+		if !ok {
+			break
+		}
+		if ni < 64 {
+			tried |= 1 << uint(ni)
+		}
+		n := up.nodes[ni]
+		out.URL.Scheme = "http"
+		if up.tls {
+			out.URL.Scheme = "https"
+		}
+		out.URL.Host = n.addr
+		if !c.hostSet {
+			switch up.passHost {
+			case passHostPass:
+				out.Host = r.Host
+			case passHostNode:
+				out.Host = string(n.hostHdr)
+			case passHostRewrite:
+				out.Host = string(up.host)
+			}
+		} else {
+			out.Host = c.r.Host
+		}
+		if attempt == 0 && ch.Has(plugins.PhaseBeforeProxy) && d.runPhase(ch, plugins.PhaseBeforeProxy, c) {
+			d.writeH2Local(c)
+			return
+		}
+		if attempt > 0 {
+			d.stats.Retries.Add(1)
+		}
+		resp, err = rt.RoundTrip(out)
+		if err == nil {
+			break
+		}
+		d.stats.UpstreamErrors.Add(1)
+		var ce *connectError
+		if !errors.As(err, &ce) || (body != nil && body.read.Load()) || ctx.Err() != nil {
+			break
+		}
+		if up.retryTO > 0 && time.Since(start) > up.retryTO {
+			break
+		}
+	}
+	if err != nil || resp == nil {
+		switch {
+		case err == nil:
+			c.Respond(503, body503)
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			c.Respond(504, body504)
+		default:
+			c.Respond(502, body502)
+		}
+		d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+		d.writeH2Local(c)
+		return
+	}
+	defer resp.Body.Close()
+	c.resp = resp
+	wh := c.w.Header()
+	for k, vv := range resp.Header {
+		wh[k] = vv
+	}
+	for _, k := range hopHeaders {
+		wh.Del(k)
+	}
+	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
+		d.writeH2Local(c)
+		return
+	}
+	for k := range resp.Trailer {
+		wh.Add("Trailer", k)
+	}
+	c.w.WriteHeader(resp.StatusCode)
+	fl, _ := c.w.(http.Flusher)
+	buf := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(*buf)
+		if n > 0 {
+			if _, werr := c.w.Write((*buf)[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	for k, vv := range resp.Trailer {
+		wh[http.TrailerPrefix+k] = vv
+	}
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// parseGRPCTimeout parses a grpc-timeout header value ("100m", "5S").
+func parseGRPCTimeout(s string) (time.Duration, bool) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var u time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		u = time.Hour
+	case 'M':
+		u = time.Minute
+	case 'S':
+		u = time.Second
+	case 'm':
+		u = time.Millisecond
+	case 'u':
+		u = time.Microsecond
+	case 'n':
+		u = time.Nanosecond
+	default:
+		return 0, false
+	}
+	return time.Duration(n) * u, true
+}
+
+// h2Upstream holds the net/http transport of an upstream, built once.
+type h2Upstream struct {
+	once sync.Once
+	rt   http.RoundTripper
+	idle func()
+}
+
+func (h *h2Upstream) get(up *upstream) http.RoundTripper {
+	h.once.Do(func() {
+		dialer := &net.Dialer{Timeout: up.to.connect, KeepAlive: 30 * time.Second}
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, &connectError{err}
+			}
+			return c, nil
+		}
+		tlsConf := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX does not verify upstream certs by default.
+		if up.grpc {
+			t := &http2.Transport{
+				AllowHTTP:       true,
+				ReadIdleTimeout: 30 * time.Second,
+				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil || !up.tls {
+						return c, err
+					}
+					cfg := tlsConf.Clone()
+					cfg.NextProtos = []string{"h2"}
+					tc := tls.Client(c, cfg)
+					if err := tc.HandshakeContext(ctx); err != nil {
+						c.Close()
+						return nil, &connectError{err}
+					}
+					return tc, nil
+				},
+			}
+			h.rt, h.idle = t, t.CloseIdleConnections
+			return
+		}
+		t := &http.Transport{
+			DialContext:           dial,
+			TLSClientConfig:       tlsConf,
+			MaxIdleConnsPerHost:   defaultPoolSize,
+			IdleConnTimeout:       defaultPoolIdle,
+			ResponseHeaderTimeout: up.to.read,
+			ForceAttemptHTTP2:     false,
+		}
+		h.rt, h.idle = t, t.CloseIdleConnections
+	})
+	return h.rt
+}
+
+func (h *h2Upstream) close() {
+	// Not built yet is fine: once guards h.idle's assignment.
+	h.once.Do(func() {})
+	if h.idle != nil {
+		h.idle()
+	}
+}

@@ -1,0 +1,458 @@
+package dataplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/meshagent/meshagent/dataplane/expr"
+	"github.com/meshagent/meshagent/dataplane/router"
+	"github.com/meshagent/meshagent/etcdcompat/apisix"
+	"github.com/meshagent/meshagent/etcdcompat/store"
+	"github.com/meshagent/meshagent/plugins"
+)
+
+// route is a compiled APISIX route: its plugin chain (global rules
+// first), its upstream and the inputs it was built from.
+type route struct {
+	id        string
+	obj       *apisix.Route
+	table     string
+	chain     *plugins.Chain
+	up        *upstream // nil: answer 503
+	websocket bool
+	// fp fingerprints the inputs (revisions of route, service,
+	// plugin_config, global rules, upstream key); deps records upstream
+	// keys the plugins looked up, so reuse is exact.
+	fp   string
+	deps map[string]string
+}
+
+// streamRoute is a compiled APISIX stream_route.
+type streamRoute struct {
+	id         string
+	obj        *apisix.StreamRoute
+	up         *upstream
+	serverPort int
+	sni        string
+}
+
+// snapshot is an immutable compiled view of the store. Requests load it
+// once and finish on it.
+type snapshot struct {
+	rev          int64
+	tables       map[string]*router.Router[*route]
+	routes       map[string]*route
+	upstreams    map[string]*upstream // by key
+	streamRoutes []*streamRoute
+	listeners    map[string]*apisix.Listener
+	certs        []*sslCert
+}
+
+// objects is the decoded store content, by kind and id.
+type objects struct {
+	rev           int64
+	routes        map[string]store.Object
+	upstreams     map[string]store.Object
+	services      map[string]store.Object
+	pluginConfigs map[string]store.Object
+	globalRules   map[string]store.Object
+	streamRoutes  map[string]store.Object
+	ssls          map[string]store.Object
+	listeners     map[string]store.Object
+}
+
+func newObjects() *objects {
+	return &objects{
+		routes: map[string]store.Object{}, upstreams: map[string]store.Object{}, services: map[string]store.Object{},
+		pluginConfigs: map[string]store.Object{}, globalRules: map[string]store.Object{}, streamRoutes: map[string]store.Object{},
+		ssls: map[string]store.Object{}, listeners: map[string]store.Object{},
+	}
+}
+
+// set applies one object (or its deletion when o.Value is nil).
+func (os *objects) set(key string, o store.Object, deleted bool) {
+	var m map[string]store.Object
+	switch o.Value.(type) {
+	case *apisix.Route:
+		m = os.routes
+	case *apisix.Upstream:
+		m = os.upstreams
+	case *apisix.Service:
+		m = os.services
+	case *apisix.PluginConfig:
+		m = os.pluginConfigs
+	case *apisix.GlobalRule:
+		m = os.globalRules
+	case *apisix.StreamRoute:
+		m = os.streamRoutes
+	case *apisix.SSL:
+		m = os.ssls
+	case *apisix.Listener:
+		m = os.listeners
+	case nil:
+		if deleted {
+			for _, mm := range []map[string]store.Object{os.routes, os.upstreams, os.services, os.pluginConfigs, os.globalRules, os.streamRoutes, os.ssls, os.listeners} {
+				delete(mm, key)
+			}
+		}
+		return
+	default:
+		return
+	}
+	if deleted {
+		delete(m, key)
+		return
+	}
+	// An object may change kind only by being deleted first; keys are
+	// unique per kind directory, so keying by store key is exact.
+	m[key] = o
+}
+
+func idOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// builder compiles snapshots. It is used by one goroutine.
+type builder struct {
+	log     *slog.Logger
+	stats   *Stats
+	prev    *snapshot
+	objs    *objects
+	upByID  map[string]*upstream
+	ups     map[string]*upstream // by key, this build
+	curDeps map[string]string
+	curKey  string
+}
+
+// Builder is plugins.Builder for one route build.
+type pluginBuilder struct{ b *builder }
+
+func (p pluginBuilder) Upstream(id string) (plugins.Upstream, error) {
+	u, ok := p.b.upByID[id]
+	if !ok {
+		return nil, fmt.Errorf("upstream %q not found", id)
+	}
+	p.b.curDeps[id] = u.key
+	return u, nil
+}
+
+func (p pluginBuilder) InlineUpstream(key string, raw json.RawMessage) (plugins.Upstream, error) {
+	var u apisix.Upstream
+	if err := plugins.Decode(raw, &u); err != nil {
+		return nil, err
+	}
+	return p.b.upstream(p.b.curKey+"/"+key, &u, nil)
+}
+
+func (p pluginBuilder) Vars(raw json.RawMessage) (plugins.VarsMatcher, error) {
+	e, err := expr.Compile(raw)
+	if err != nil {
+		return nil, err
+	}
+	return varsMatcher{e}, nil
+}
+
+// exprVarser is implemented by every request context of the data plane.
+type exprVarser interface{ exprVars() expr.Vars }
+
+type varsMatcher struct{ e *expr.Expr }
+
+func (m varsMatcher) Match(c plugins.Ctx) bool {
+	if v, ok := c.(exprVarser); ok {
+		return m.e.Match(v.exprVars())
+	}
+	return false
+}
+
+// upstream returns the runtime upstream for (id, u, override), reusing
+// the previous snapshot's when its key is unchanged.
+func (b *builder) upstream(id string, u *apisix.Upstream, override *apisix.Timeout) (*upstream, error) {
+	key := upstreamKey(id, u, override)
+	if up, ok := b.ups[key]; ok {
+		return up, nil
+	}
+	if b.prev != nil {
+		if up, ok := b.prev.upstreams[key]; ok {
+			b.ups[key] = up
+			return up, nil
+		}
+	}
+	up, err := newUpstream(id, key, u, override)
+	if err != nil {
+		return nil, err
+	}
+	b.ups[key] = up
+	return up, nil
+}
+
+// build compiles objs into a snapshot. Objects that fail to compile keep
+// their previous compiled version (if any); each failure is logged with
+// the object id and the field, and counted.
+func (b *builder) build() *snapshot {
+	s := &snapshot{
+		rev: b.objs.rev, routes: map[string]*route{}, listeners: map[string]*apisix.Listener{},
+	}
+	b.ups = map[string]*upstream{}
+	b.upByID = map[string]*upstream{}
+	for _, o := range sortedObjs(b.objs.upstreams) {
+		u := o.Value.(*apisix.Upstream)
+		id := idOf(o.Key)
+		up, err := b.upstream(id, u, nil)
+		if err != nil {
+			b.reject("upstream", id, err)
+			continue
+		}
+		b.upByID[id] = up
+	}
+	// Global rules: each built independently; a bad one keeps nothing of
+	// itself (it never compiled) but never blocks the rest.
+	var global []plugins.Entry
+	var gfp strings.Builder
+	for _, o := range sortedObjs(b.objs.globalRules) {
+		g := o.Value.(*apisix.GlobalRule)
+		fmt.Fprintf(&gfp, "%s@%d,", o.Key, o.ModRevision)
+		b.curDeps, b.curKey = map[string]string{}, "global/"+idOf(o.Key)
+		es, err := b.entries(g.Plugins)
+		if err != nil {
+			b.reject("global_rule", idOf(o.Key), err)
+			continue
+		}
+		global = append(global, es...)
+	}
+	globalFP := gfp.String()
+	tableRoutes := map[string][]router.Route[*route]{}
+	for _, o := range sortedObjs(b.objs.routes) {
+		id := idOf(o.Key)
+		r, err := b.route(id, o, global, globalFP)
+		if err != nil {
+			b.reject("route", id, err)
+			if b.prev != nil {
+				if old, ok := b.prev.routes[id]; ok {
+					r = old
+				}
+			}
+			if r == nil {
+				continue
+			}
+		}
+		var svc *apisix.Service
+		if r.obj.ServiceID != "" {
+			if so, ok := b.objs.services["/apisix/services/"+string(r.obj.ServiceID)]; ok {
+				svc, _ = so.Value.(*apisix.Service)
+			}
+		}
+		rr, err := router.FromAPISIX(r.obj, svc, r)
+		if err != nil {
+			b.reject("route", id, err)
+			continue
+		}
+		s.routes[id] = r
+		tableRoutes[r.table] = append(tableRoutes[r.table], rr)
+	}
+	s.tables = make(map[string]*router.Router[*route], len(tableRoutes)+1)
+	for t, rs := range tableRoutes {
+		rt, err := router.New(rs)
+		if err != nil {
+			b.reject("route_table", t, err)
+			if b.prev != nil {
+				s.tables[t] = b.prev.tables[t]
+			}
+			continue
+		}
+		s.tables[t] = rt
+	}
+	for _, o := range sortedObjs(b.objs.streamRoutes) {
+		sr := o.Value.(*apisix.StreamRoute)
+		id := idOf(o.Key)
+		c, err := b.streamRoute(id, sr)
+		if err != nil {
+			b.reject("stream_route", id, err)
+			continue
+		}
+		s.streamRoutes = append(s.streamRoutes, c)
+	}
+	for _, o := range sortedObjs(b.objs.ssls) {
+		c, err := parseSSL(idOf(o.Key), o.Value.(*apisix.SSL))
+		if err != nil {
+			b.reject("ssl", idOf(o.Key), err)
+			continue
+		}
+		if c != nil {
+			s.certs = append(s.certs, c)
+		}
+	}
+	for _, o := range sortedObjs(b.objs.listeners) {
+		s.listeners[idOf(o.Key)] = o.Value.(*apisix.Listener)
+	}
+	s.upstreams = b.ups
+	return s
+}
+
+func (b *builder) reject(kind, id string, err error) {
+	b.stats.ConfigRejected.Add(1)
+	b.log.Error("dataplane: object rejected, previous version stays in force", "kind", kind, "id", id, "err", err)
+}
+
+func sortedObjs(m map[string]store.Object) []store.Object {
+	out := make([]store.Object, 0, len(m))
+	for _, o := range m {
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// entries builds the filters of a plugins map, in name order.
+func (b *builder) entries(ps apisix.Plugins) ([]plugins.Entry, error) {
+	names := make([]string, 0, len(ps))
+	for n := range ps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]plugins.Entry, 0, len(names))
+	for _, n := range names {
+		e, err := plugins.Build(n, ps[n], pluginBuilder{b})
+		if err != nil {
+			return nil, fmt.Errorf("field \"plugins.%s\": %w", n, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// route compiles one route, reusing the previous compiled route when none
+// of its inputs changed.
+func (b *builder) route(id string, o store.Object, global []plugins.Entry, globalFP string) (*route, error) {
+	r := o.Value.(*apisix.Route)
+	var fp strings.Builder
+	fmt.Fprintf(&fp, "r@%d|g:%s|", o.ModRevision, globalFP)
+	var svc *apisix.Service
+	if r.ServiceID != "" {
+		so, ok := b.objs.services["/apisix/services/"+string(r.ServiceID)]
+		if !ok {
+			return nil, fmt.Errorf("field \"service_id\": service %q not found", r.ServiceID)
+		}
+		svc = so.Value.(*apisix.Service)
+		fmt.Fprintf(&fp, "s@%d|", so.ModRevision)
+	}
+	var pc *apisix.PluginConfig
+	if r.PluginConfigID != "" {
+		po, ok := b.objs.pluginConfigs["/apisix/plugin_configs/"+string(r.PluginConfigID)]
+		if !ok {
+			return nil, fmt.Errorf("field \"plugin_config_id\": plugin_config %q not found", r.PluginConfigID)
+		}
+		pc = po.Value.(*apisix.PluginConfig)
+		fmt.Fprintf(&fp, "pc@%d|", po.ModRevision)
+	}
+	// Upstream: route inline, route upstream_id, service inline, service
+	// upstream_id.
+	var up *upstream
+	var err error
+	switch {
+	case r.Upstream != nil:
+		up, err = b.upstream("route/"+id, r.Upstream, r.Timeout)
+	case r.UpstreamID != "":
+		up, err = b.namedUpstream(r.UpstreamID, r.Timeout, "upstream_id")
+	case svc != nil && svc.Upstream != nil:
+		up, err = b.upstream("service/"+string(svc.ID), svc.Upstream, r.Timeout)
+	case svc != nil && svc.UpstreamID != "":
+		up, err = b.namedUpstream(svc.UpstreamID, r.Timeout, "service.upstream_id")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if up != nil {
+		fp.WriteString("u:" + up.key)
+	}
+	key := fp.String()
+	if b.prev != nil {
+		if old, ok := b.prev.routes[id]; ok && old.fp == key && b.depsSame(old.deps) {
+			return old, nil
+		}
+	}
+	merged := apisix.Plugins{}
+	if svc != nil {
+		for n, c := range svc.Plugins {
+			merged[n] = c
+		}
+	}
+	if pc != nil {
+		for n, c := range pc.Plugins {
+			merged[n] = c
+		}
+	}
+	for n, c := range r.Plugins {
+		merged[n] = c
+	}
+	b.curDeps, b.curKey = map[string]string{}, "route/"+id
+	es, err := b.entries(merged)
+	if err != nil {
+		return nil, err
+	}
+	out := &route{
+		id: id, obj: r, table: r.Labels[apisix.LabelRouteConfig], chain: plugins.NewChain(global, es), up: up,
+		websocket: r.EnableWebsocket || (svc != nil && svc.EnableWebsocket), fp: key, deps: b.curDeps,
+	}
+	return out, nil
+}
+
+func (b *builder) namedUpstream(id apisix.ID, override *apisix.Timeout, field string) (*upstream, error) {
+	o, ok := b.objs.upstreams["/apisix/upstreams/"+string(id)]
+	if !ok {
+		return nil, fmt.Errorf("field %q: upstream %q not found", field, id)
+	}
+	if override == nil {
+		if up, ok := b.upByID[string(id)]; ok {
+			return up, nil
+		}
+	}
+	return b.upstream(string(id), o.Value.(*apisix.Upstream), override)
+}
+
+func (b *builder) depsSame(deps map[string]string) bool {
+	for id, key := range deps {
+		if u, ok := b.upByID[id]; !ok || u.key != key {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) streamRoute(id string, sr *apisix.StreamRoute) (*streamRoute, error) {
+	var up *upstream
+	var err error
+	switch {
+	case sr.Upstream != nil:
+		up, err = b.upstream("stream_route/"+id, sr.Upstream, nil)
+	case sr.UpstreamID != "":
+		up, err = b.namedUpstream(sr.UpstreamID, nil, "upstream_id")
+	default:
+		err = fmt.Errorf("field \"upstream\": upstream or upstream_id is required")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &streamRoute{id: id, obj: sr, up: up, serverPort: sr.ServerPort, sni: strings.ToLower(sr.SNI)}, nil
+}
+
+// findStream returns the first stream route matching the local port and
+// SNI (APISIX checks server_port, server_addr, remote_addr, sni).
+func (s *snapshot) findStream(port int, sni string, id string) *streamRoute {
+	for _, r := range s.streamRoutes {
+		if id != "" {
+			if r.id == id {
+				return r
+			}
+			continue
+		}
+		if r.serverPort != 0 && r.serverPort != port {
+			continue
+		}
+		if r.sni != "" && r.sni != strings.ToLower(sni) {
+			continue
+		}
+		return r
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// proxyTCP connects c to a node of up (retrying other nodes on connect
+// errors), replays sniffed bytes and copies both ways. Between two
+// *net.TCPConn io.Copy splices on Linux.
+func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
+	d.stats.TCPConns.Add(1)
+	if up == nil {
+		c.Close()
+		return
+	}
+	var tried uint64
+	var uc net.Conn
+	var err error
+	for attempt := 0; attempt <= up.retries; attempt++ {
+		ni, ok := up.pick(tried)
+		if !ok {
+			break
+		}
+		if ni < 64 {
+			tried |= 1 << uint(ni)
+		}
+		uc, err = net.DialTimeout("tcp", up.nodes[ni].addr, up.to.connect)
+		if err == nil {
+			break
+		}
+		d.stats.UpstreamErrors.Add(1)
+	}
+	if uc == nil {
+		d.log.Warn("dataplane: tcp upstream unreachable", "upstream", up.id, "err", err)
+		c.Close()
+		return
+	}
+	splice(c, uc)
+}
+
+// passthrough connects c to its original destination.
+func (d *Dataplane) passthrough(c net.Conn, dst netip.AddrPort) {
+	uc, err := net.DialTimeout("tcp", dst.String(), 10*time.Second)
+	if err != nil {
+		d.log.Warn("dataplane: passthrough failed", "dst", dst.String(), "err", err)
+		c.Close()
+		return
+	}
+	splice(c, uc)
+}
+
+// splice writes the bytes a peekConn buffered, then pipes the raw
+// connections so the kernel can splice.
+func splice(c net.Conn, uc net.Conn) {
+	if pc, ok := c.(*peekConn); ok {
+		if len(pc.buf) > 0 {
+			if _, err := uc.Write(pc.buf); err != nil {
+				c.Close()
+				uc.Close()
+				return
+			}
+			pc.buf = nil
+		}
+		c = pc.Conn
+	}
+	pipe(c, uc)
+}
+
+// listenTCP binds addr, with IP_TRANSPARENT when transparent (TPROXY).
+func listenTCP(addr string, transparent bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if transparent {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_TRANSPARENT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+func fieldErr(list string, i int, field string, err error) error {
+	idx := strconv.Itoa(i)
+	if i < 0 {
+		return fmt.Errorf("field \"default_filter_chain.%s\": %w", field, err)
+	}
+	return fmt.Errorf("field \"%s[%s].%s\": %w", list, idx, field, err)
+}
+
+var errNoCert = errors.New("dataplane: no certificate for server name")
