@@ -53,16 +53,15 @@ func (s *servers) get(table string, tls bool) *fasthttp.Server {
 	}
 	d := s.d
 	srv := &fasthttp.Server{
-		Handler:                       func(fc *fasthttp.RequestCtx) { d.serveH1(fc, table, tls) },
-		Name:                          "",
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePreParseMultipartForm:  true,
-		ReadBufferSize:                8192,
-		MaxRequestBodySize:            64 << 20,
-		IdleTimeout:                   120 * time.Second,
-		Logger:                        fasthttpLogger{d},
+		Handler:                      func(fc *fasthttp.RequestCtx) { d.serveH1(fc, table, tls) },
+		Name:                         "",
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		ReadBufferSize:               8192,
+		MaxRequestBodySize:           64 << 20,
+		IdleTimeout:                  120 * time.Second,
+		Logger:                       fasthttpLogger{d},
 	}
 	s.m[k] = srv
 	return srv

@@ -1,0 +1,101 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRetriesToDeadNode(t *testing.T) {
+	e := newEnv(t, nil)
+	live := backend(t, "live")
+	dead := deadAddr(t)
+	e.put("/apisix/upstreams/u", `{"nodes":`+nodesJSON(dead, live)+`}`)
+	e.put("/apisix/routes/r", `{"uri":"/*","upstream_id":"u"}`)
+	// Round-robin alternates the first node; every request must succeed
+	// because a connect error is retried on the next node (retries
+	// default to nodes-1), for POST too.
+	for i := range 6 {
+		method := "GET"
+		if i%2 == 1 {
+			method = "POST"
+		}
+		r := e.do(method, "/x", "b")
+		if r.status != 200 || r.h.Get("X-Backend") != "live" {
+			t.Fatalf("request %d (%s): status %d backend %q", i, method, r.status, r.h.Get("X-Backend"))
+		}
+	}
+	if e.dp.Stats().Retries.Load() == 0 {
+		t.Fatal("no retry was counted")
+	}
+	// retries: 0 -> a dead node answers 502.
+	e.put("/apisix/upstreams/u0", `{"nodes":`+nodesJSON(dead)+`,"retries":0}`)
+	e.put("/apisix/routes/r0", `{"uri":"/dead","upstream_id":"u0"}`)
+	if r := e.get("/dead"); r.status != 502 {
+		t.Fatalf("dead only: status %d, want 502", r.status)
+	}
+}
+
+func TestPassHost(t *testing.T) {
+	e := newEnv(t, nil)
+	b := backend(t, "b")
+	_, port, _ := net.SplitHostPort(b)
+	cases := []struct {
+		name, up, want string
+	}{
+		{"pass", `"pass_host":"pass"`, "client.example.com"},
+		{"node", `"pass_host":"node"`, "127.0.0.1:" + port},
+		{"rewrite", `"pass_host":"rewrite","upstream_host":"rewritten.example.com"`, "rewritten.example.com"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := fmt.Sprintf("/ph%d", i)
+			e.put("/apisix/routes/ph"+c.name, `{"uri":"`+path+`","upstream":{"nodes":`+nodesJSON(b)+`,`+c.up+`}}`)
+			r := e.get(path, "Host", "client.example.com")
+			if got := r.h.Get("X-Seen-Host"); got != c.want {
+				t.Fatalf("upstream saw Host %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	e := newEnv(t, nil)
+	b := backend(t, "slow")
+	e.put("/apisix/upstreams/u", `{"nodes":`+nodesJSON(b)+`,"timeout":{"connect":1,"send":1,"read":0.2}}`)
+	e.put("/apisix/routes/r", `{"uri":"/slow","upstream_id":"u"}`)
+	// Route timeout overrides the upstream's.
+	e.put("/apisix/routes/r2", `{"uri":"/slow2","upstream_id":"u","timeout":{"connect":1,"send":1,"read":2}}`)
+	start := time.Now()
+	if r := e.get("/slow?sleep=1s"); r.status != 504 {
+		t.Fatalf("status %d, want 504", r.status)
+	}
+	if el := time.Since(start); el > 900*time.Millisecond {
+		t.Fatalf("504 took %v, want about the 200ms read timeout", el)
+	}
+	if r := e.get("/slow?sleep=50ms"); r.status != 200 {
+		t.Fatalf("fast request: status %d", r.status)
+	}
+	if r := e.get("/slow2?sleep=500ms"); r.status != 200 {
+		t.Fatalf("route timeout override: status %d, want 200", r.status)
+	}
+}
+
+func TestNoUpstream503AndRouteStatus(t *testing.T) {
+	e := newEnv(t, nil)
+	b := backend(t, "b")
+	e.put("/apisix/routes/r", `{"uri":"/x","upstream":{"nodes":`+nodesJSON(b)+`},"status":0}`)
+	if r := e.get("/x"); r.status != 404 {
+		t.Fatalf("disabled route: status %d, want 404", r.status)
+	}
+	e.put("/apisix/routes/r", `{"uri":"/x","upstream":{"nodes":`+nodesJSON(b)+`}}`)
+	if r := e.get("/x"); r.status != 200 || !strings.HasPrefix(r.body, "b:") {
+		t.Fatalf("enabled route: %d %q", r.status, r.body)
+	}
+	e.put("/apisix/routes/r", `{"uri":"/x","plugins":{"proxy-rewrite":{"uri":"/y"}}}`)
+	if r := e.get("/x"); r.status != 503 {
+		t.Fatalf("no upstream: status %d, want 503", r.status)
+	}
+}
