@@ -104,7 +104,12 @@ func (r *Result) Merge(o *Result) {
 }
 
 // Schedule is an open-loop send schedule: request i is intended to start
-// at Start + i*Interval, whatever happened to earlier requests.
+// at Start + i*Interval, whatever happened to earlier requests. A request
+// that is already due when its client gets to it (the client was held up
+// by slow earlier responses) has its latency measured from the intended
+// time, which corrects coordinated omission; a client that was idle and
+// sleeping until the slot measures from its actual wake-up, so the
+// harness's own timer slack is not charged to the target.
 type Schedule struct {
 	Start    time.Time
 	Interval time.Duration
@@ -186,6 +191,7 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 				if measured && o.Requests > 0 && claimed.Add(1) > o.Requests {
 					return
 				}
+				from := intended
 				if sched != nil {
 					if d := time.Until(intended); d > 0 {
 						t := time.NewTimer(d)
@@ -195,6 +201,9 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 							t.Stop()
 							return
 						}
+						// The client was idle, not backlogged: a late timer
+						// wake-up is the harness's slack, not the target's.
+						from = time.Now()
 					}
 				}
 				err := c.Do(ctx)
@@ -209,7 +218,7 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 				if !measured {
 					continue
 				}
-				res.Latency.Record(done.Sub(intended))
+				res.Latency.Record(done.Sub(from))
 				if err != nil {
 					res.Errors.Add(stats.Classify(err))
 					res.LastErr = err
