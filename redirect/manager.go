@@ -116,6 +116,12 @@ func installInput(rs *Ruleset, cur saved) string {
 				fmt.Fprintf(&body, ":%s - [0:0]\n", c.Chain)
 			}
 		}
+		if len(want) > 0 && cur[t] == nil || cur.hasChain(t, ChainTableMarker) {
+			// We create this table (or created it earlier): mark it so
+			// Remove deletes it again.
+			want[ChainTableMarker] = true
+			fmt.Fprintf(&body, ":%s - [0:0]\n", ChainTableMarker)
+		}
 		var stale []string
 		for _, c := range cur.ours(t) {
 			if !want[c] {
@@ -242,6 +248,10 @@ func (m *Manager) Remove(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("redirect: remove %s rules: %w", rs.Family, err))
 			continue
 		}
+		if err := m.dropCreatedTables(ctx, rs.Family, cur); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		m.log.Info("capture rules removed", "family", rs.Family.String())
 	}
 	for _, r := range tproxyRoutes(m.cfg) {
@@ -261,6 +271,39 @@ func (m *Manager) Remove(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dropCreatedTables deletes the tables Install created (marked with
+// ChainTableMarker in before) if they are empty now. A restore without
+// --noflush naming only those tables deletes them under the nftables
+// backend (the legacy backend keeps an empty table, which is harmless).
+func (m *Manager) dropCreatedTables(ctx context.Context, f Family, before saved) error {
+	var marked []string
+	for t := range before {
+		if before.hasChain(t, ChainTableMarker) {
+			marked = append(marked, t)
+		}
+	}
+	if len(marked) == 0 {
+		return nil
+	}
+	now, err := m.save(ctx, f)
+	if err != nil {
+		return err
+	}
+	var sb strings.Builder
+	for _, t := range marked {
+		if st := now[t]; st != nil && st.empty() {
+			fmt.Fprintf(&sb, "*%s\nCOMMIT\n", t)
+		}
+	}
+	if sb.Len() == 0 {
+		return nil
+	}
+	if _, err := m.run.Run(ctx, []byte(sb.String()), f.binary("-restore")); err != nil {
+		return fmt.Errorf("redirect: delete %s tables created by install: %w", f, err)
+	}
+	return nil
 }
 
 // tproxyRoutes returns the routes a TPROXY config with cfg's mark and table

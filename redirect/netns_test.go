@@ -75,7 +75,8 @@ func newTopo(t *testing.T) *topo {
 		})
 	}
 	va, vs := "va"+id, "vs"+id
-	run(t, "ip", "-n", tp.app, "link", "add", va, "type", "veth", "peer", "name", vs, "netns", tp.srv)
+	const appMAC, srvMAC = "02:00:0a:fa:00:02", "02:00:0a:fa:00:01"
+	run(t, "ip", "-n", tp.app, "link", "add", va, "address", appMAC, "type", "veth", "peer", "name", vs, "address", srvMAC, "netns", tp.srv)
 	for _, c := range [][]string{
 		{"-n", tp.app, "addr", "add", appIP4 + "/24", "dev", va},
 		{"-n", tp.app, "addr", "add", appIP6 + "/64", "dev", va, "nodad"},
@@ -86,6 +87,13 @@ func newTopo(t *testing.T) *topo {
 		{"-n", tp.srv, "addr", "add", srvIP6 + "/64", "dev", vs, "nodad"},
 		{"-n", tp.srv, "link", "set", vs, "up"},
 		{"-n", tp.srv, "link", "set", "lo", "up"},
+		// Static neighbours: the first neighbour solicitation on a fresh
+		// veth is lost and retried after 1 s, which would slow every test.
+		{"-n", tp.app, "neigh", "replace", srvIP4, "lladdr", srvMAC, "dev", va, "nud", "permanent"},
+		{"-n", tp.app, "neigh", "replace", srv2IP, "lladdr", srvMAC, "dev", va, "nud", "permanent"},
+		{"-n", tp.app, "neigh", "replace", srvIP6, "lladdr", srvMAC, "dev", va, "nud", "permanent"},
+		{"-n", tp.srv, "neigh", "replace", appIP4, "lladdr", appMAC, "dev", vs, "nud", "permanent"},
+		{"-n", tp.srv, "neigh", "replace", appIP6, "lladdr", appMAC, "dev", vs, "nud", "permanent"},
 	} {
 		run(t, append([]string{"ip"}, c...)...)
 	}

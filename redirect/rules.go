@@ -77,7 +77,11 @@ const (
 	ChainDivert     = "MESHAGENT_DIVERT"      // mangle: mark packets of TPROXYed connections
 	ChainTProxy     = "MESHAGENT_TPROXY"      // mangle: TPROXY to the inbound port
 	ChainGate       = "MESHAGENT_GATE"        // mangle: new outbound SYNs to NFQUEUE
-	chainPrefix     = "MESHAGENT_"
+	// ChainTableMarker is an empty chain Install adds to a table that did
+	// not exist before, so that Remove knows to delete the table again
+	// (iptables-save then prints exactly what it printed before).
+	ChainTableMarker = "MESHAGENT_TABLE"
+	chainPrefix      = "MESHAGENT_"
 )
 
 // Rule is one iptables rule in the canonical form iptables-save prints, so

@@ -13,6 +13,20 @@ type savedTable struct {
 	chains []string
 	// rules maps a chain to its rule specs (after "-A CHAIN "), in order.
 	rules map[string][]string
+	// policy maps a chain to its policy: ACCEPT or DROP for built-in
+	// chains, "-" for user-defined ones.
+	policy map[string]string
+}
+
+// empty reports whether the table holds nothing: no rules, no user chain,
+// every built-in chain's policy ACCEPT. Deleting such a table loses nothing.
+func (st *savedTable) empty() bool {
+	for _, c := range st.chains {
+		if st.policy[c] != "ACCEPT" || len(st.rules[c]) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // saved is parsed iptables-save output: table name to table.
@@ -40,7 +54,7 @@ func parseSave(out []byte) (saved, error) {
 			}
 			cur = s[name]
 			if cur == nil {
-				cur = &savedTable{rules: map[string][]string{}}
+				cur = &savedTable{rules: map[string][]string{}, policy: map[string]string{}}
 				s[name] = cur
 			}
 		case line == "COMMIT":
@@ -57,6 +71,9 @@ func parseSave(out []byte) (saved, error) {
 				return nil, fmt.Errorf("redirect: iptables-save line %d: empty chain name", n)
 			}
 			cur.chains = append(cur.chains, f[0])
+			if len(f) > 1 {
+				cur.policy[f[0]] = f[1]
+			}
 		case strings.HasPrefix(line, "-A "):
 			if cur == nil {
 				return nil, fmt.Errorf("redirect: iptables-save line %d: rule outside a table", n)

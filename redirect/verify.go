@@ -92,6 +92,9 @@ func diffRuleset(rs *Ruleset, cur saved, rep *Report) (gateReleased bool) {
 		}
 	}
 	wantChain := map[TableChain]bool{}
+	for _, t := range []string{"mangle", "nat"} {
+		wantChain[TableChain{t, ChainTableMarker}] = true // optional
+	}
 	for _, c := range rs.Chains {
 		wantChain[c] = true
 		if c.Chain == ChainGate && gateAbsent {
