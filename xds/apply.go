@@ -1,0 +1,194 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/meshagent/meshagent/etcdcompat/store"
+	"github.com/meshagent/meshagent/xds/translate"
+)
+
+// BulkTxner is an optional store capability: one transaction of any size
+// (no etcd limits on op count or request bytes), applied at one revision.
+// When the store has it, every push is one revision whatever its size.
+type BulkTxner interface {
+	BulkTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+}
+
+// Store transaction limits (etcd's defaults, which the store enforces).
+const (
+	maxTxnOps   = 128
+	maxTxnBytes = 1 << 20 // under etcd's 1.5 MiB, leaving room for framing
+)
+
+// ApplierOptions configure NewApplier.
+type ApplierOptions struct {
+	// Validate checks each object before anything is written (the store's
+	// Decoder, e.g. apisix.Decode). A rejection NACKs the push. Nil: the
+	// store's own Decoder is the only check.
+	Validate store.Decoder
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Applier is the Handler that translates pushes and writes them into a
+// store. A push is written as one transaction when it fits etcd's limits
+// (128 ops, ~1 MiB), or when the store implements BulkTxner; otherwise in
+// dependency order (secrets, upstreams, stream routes, routes, listeners;
+// deletions in reverse) over consecutive revisions, after every object
+// was validated, so a rejected object never leaves a partial write.
+type Applier struct {
+	st  store.Store
+	o   ApplierOptions
+	log *slog.Logger
+
+	mu sync.Mutex // serialises Apply; guards t
+	t  *translate.Translator
+
+	pushes    atomic.Int64
+	writes    atomic.Int64
+	lastApply atomic.Int64 // duration of the last Apply, ns
+}
+
+// NewApplier returns an Applier writing into st.
+func NewApplier(st store.Store, o ApplierOptions) *Applier {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Applier{st: st, o: o, log: log, t: translate.New(log)}
+}
+
+var _ Handler = (*Applier)(nil)
+
+// Wanted implements Handler.
+func (a *Applier) Wanted(k translate.Kind) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.t.Wanted(k)
+}
+
+// Warnings is the number of ignored fields seen so far.
+func (a *Applier) Warnings() int64 { return a.t.WarningCount() }
+
+// Pushes is the number of pushes applied; Writes the number of objects
+// put or deleted.
+func (a *Applier) Pushes() int64 { return a.pushes.Load() }
+
+// Writes is the number of objects put or deleted in the store.
+func (a *Applier) Writes() int64 { return a.writes.Load() }
+
+// Apply implements Handler: translate, validate, write, then commit the
+// translation state; on any error the previous state stays.
+func (a *Applier) Apply(ctx context.Context, k translate.Kind, upserts []translate.Resource, removals []string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	start := time.Now()
+	plan, err := a.t.Stage(k, upserts, removals)
+	if err != nil {
+		return err
+	}
+	if err := a.write(ctx, plan); err != nil {
+		plan.Rollback()
+		return err
+	}
+	plan.Commit()
+	a.pushes.Add(1)
+	a.writes.Add(int64(len(plan.Puts) + len(plan.Deletes)))
+	a.lastApply.Store(int64(time.Since(start)))
+	return nil
+}
+
+// keyRank orders writes so that what is referred to exists first.
+func keyRank(key string) int {
+	switch {
+	case strings.HasPrefix(key, translate.PrefixSSLs), strings.HasPrefix(key, translate.PrefixSecrets):
+		return 0
+	case strings.HasPrefix(key, translate.PrefixUpstreams):
+		return 1
+	case strings.HasPrefix(key, translate.PrefixStreamRoutes):
+		return 2
+	case strings.HasPrefix(key, translate.PrefixRoutes):
+		return 3
+	}
+	return 4
+}
+
+func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
+	if plan.Empty() {
+		return nil
+	}
+	if a.o.Validate != nil {
+		for _, o := range plan.Puts {
+			if _, err := a.o.Validate([]byte(o.Key), o.Value); err != nil {
+				return fmt.Errorf("xds: %s translates to an invalid object at %s: %w", o.Source, o.Key, err)
+			}
+		}
+	}
+	puts := append([]translate.Object(nil), plan.Puts...)
+	sort.SliceStable(puts, func(i, j int) bool { return keyRank(puts[i].Key) < keyRank(puts[j].Key) })
+	dels := append([]string(nil), plan.Deletes...)
+	sort.SliceStable(dels, func(i, j int) bool { return keyRank(dels[i]) > keyRank(dels[j]) })
+	ops := make([]*pb.RequestOp, 0, len(puts)+len(dels))
+	sources := make([]string, 0, len(puts)+len(dels))
+	size := 0
+	for _, o := range puts {
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(o.Key), Value: o.Value}}})
+		sources = append(sources, o.Source)
+		size += len(o.Key) + len(o.Value) + 16
+	}
+	for _, k := range dels {
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(k)}}})
+		sources = append(sources, "")
+		size += len(k) + 16
+	}
+	if bt, ok := a.st.(BulkTxner); ok {
+		_, err := bt.BulkTxn(ctx, &pb.TxnRequest{Success: ops})
+		return a.storeErr(err)
+	}
+	if len(ops) <= maxTxnOps && size <= maxTxnBytes {
+		_, err := a.st.Txn(ctx, &pb.TxnRequest{Success: ops})
+		return a.storeErr(err)
+	}
+	// Too big for one etcd transaction: consecutive chunks.
+	a.log.Debug("xds: push split over several revisions", "ops", len(ops), "bytes", size)
+	for start := 0; start < len(ops); {
+		end, sz := start, 0
+		for end < len(ops) && end-start < maxTxnOps {
+			n := ops[end].Size()
+			if end > start && sz+n > maxTxnBytes {
+				break
+			}
+			sz += n
+			end++
+		}
+		if _, err := a.st.Txn(ctx, &pb.TxnRequest{Success: ops[start:end]}); err != nil {
+			if start > 0 {
+				a.log.Error("xds: push partly written; the store holds a mix of old and new objects until the next push", "err", err)
+			}
+			return a.storeErr(err)
+		}
+		start = end
+	}
+	return nil
+}
+
+func (a *Applier) storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var inv *store.InvalidObjectError
+	if errors.As(err, &inv) {
+		return fmt.Errorf("xds: store rejected %s: %w", inv.Key, err)
+	}
+	return fmt.Errorf("xds: store write: %w", err)
+}
