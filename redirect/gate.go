@@ -75,7 +75,6 @@ type Gate struct {
 	log    *slog.Logger
 	nf     *nfqueue.Nfqueue
 	cancel context.CancelFunc
-	timer  *time.Timer
 	done   chan struct{}
 
 	mu       sync.Mutex
@@ -84,6 +83,7 @@ type Gate struct {
 	held     []uint32
 	seen     uint64
 	relErr   error
+	timer    *time.Timer
 }
 
 // OpenGate binds the queue and starts holding. It needs CAP_NET_ADMIN.
@@ -126,11 +126,13 @@ func OpenGate(opts GateOptions) (*Gate, error) {
 		return nil, fmt.Errorf("redirect: gate: bind nfqueue %d: %w", opts.Queue, err)
 	}
 	if opts.Timeout > 0 {
+		g.mu.Lock()
 		g.timer = time.AfterFunc(opts.Timeout, func() {
 			if err := g.release(context.Background(), GateTimedOut); err != nil {
 				log.Error("startup gate: release on timeout", "err", err)
 			}
 		})
+		g.mu.Unlock()
 	}
 	log.Info("startup gate bound", "queue", opts.Queue, "timeout", opts.Timeout)
 	return g, nil
@@ -203,9 +205,10 @@ func (g *Gate) release(ctx context.Context, why GateState) error {
 	g.state = why
 	held := g.held
 	g.held = nil
+	timer := g.timer
 	g.mu.Unlock()
-	if g.timer != nil {
-		g.timer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 	var errs []error
 	for _, id := range held {
