@@ -385,7 +385,8 @@ func pipe(a, b net.Conn) {
 		done <- struct{}{}
 	}
 	go cp(a, b)
-	cp(b, a)
+	go cp(b, a)
+	<-done
 	<-done
 	a.Close()
 	b.Close()

@@ -310,8 +310,8 @@ func (d *Dataplane) serveSniffed(c net.Conn, table string, res *sniffResult, isT
 	}
 	switch res.proto {
 	case protoHTTP1:
+		// ServeConn closes c unless a WebSocket upgrade hijacked it.
 		_ = d.servers.get(table, isTLS).ServeConn(c)
-		_ = c.Close()
 	case protoH2:
 		d.serveH2Conn(c, table, isTLS)
 		_ = c.Close()
@@ -347,7 +347,6 @@ func (d *Dataplane) serveTLS(c net.Conn, conf *tls.Config, table string) {
 		return
 	}
 	_ = d.servers.get(table, true).ServeConn(tc)
-	tc.Close()
 }
 
 // reconcileListeners binds, updates and closes store listeners to match s.
