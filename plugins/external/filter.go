@@ -94,17 +94,6 @@ func Register(s Spec, log *slog.Logger) (*Registered, error) {
 	return r, startErr
 }
 
-// HeaderVisitor is the optional Ctx capability used to copy all request
-// headers to the plugin; without it only Host is sent.
-type HeaderVisitor interface {
-	VisitHeaders(fn func(name, value []byte))
-}
-
-// ResponseHeaderVisitor is the same for response headers.
-type ResponseHeaderVisitor interface {
-	VisitResponseHeaders(fn func(name, value []byte))
-}
-
 type filter struct {
 	conf  *Conf
 	spec  *Spec
@@ -123,7 +112,7 @@ func (f *filter) HeaderFilter(c plugins.Ctx) plugins.Status {
 		return plugins.Continue
 	}
 	resp := &pluginv1.HTTPResponse{Status: int32(c.Status()), Request: requestOf(c, false)}
-	if v, ok := c.(ResponseHeaderVisitor); ok {
+	if v, ok := c.(plugins.ResponseHeaderVisitor); ok {
 		v.VisitResponseHeaders(func(k, val []byte) {
 			resp.Headers = append(resp.Headers, &pluginv1.Header{Key: string(k), Value: string(val)})
 		})
@@ -211,7 +200,7 @@ func requestOf(c plugins.Ctx, body bool) *pluginv1.HTTPRequest {
 	if ra, ok := c.Var("remote_addr"); ok {
 		req.RemoteAddr = ra
 	}
-	if v, ok := c.(HeaderVisitor); ok {
+	if v, ok := c.(plugins.HeaderVisitor); ok {
 		v.VisitHeaders(func(k, val []byte) {
 			req.Headers = append(req.Headers, &pluginv1.Header{Key: strings.ToLower(string(k)), Value: string(val)})
 		})
