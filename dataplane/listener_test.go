@@ -1,0 +1,167 @@
+package dataplane
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawGet sends one keep-alive request on c and returns the backend name.
+func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, path string) string {
+	t.Helper()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 {
+		return fmt.Sprint(r.StatusCode)
+	}
+	return r.Header.Get("X-Backend")
+}
+
+func listenerJSON(addr string, chains ...string) string {
+	return `{"address":"` + addr + `","filter_chains":[` + strings.Join(chains, ",") + `]}`
+}
+
+func TestStoreListenerLifecycle(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := backend(t, "a"), backend(t, "b")
+	e.put("/apisix/routes/ra", `{"uri":"/*","labels":{"meshagent.route_config":"rc-a"},"upstream":{"nodes":`+nodesJSON(a)+`}}`)
+	e.put("/apisix/routes/rb", `{"uri":"/*","labels":{"meshagent.route_config":"rc-b"},"upstream":{"nodes":`+nodesJSON(b)+`}}`)
+	echo := tcpEcho(t, "hello-from-server\n")
+	e.put("/apisix/stream_routes/st", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
+
+	httpA := `{"name":"a","kind":"http","route_config":"rc-a","match":{"transport_protocol":"raw_buffer"}}`
+	tcpTLS := `{"name":"t","kind":"tcp","stream_route_id":"st","match":{"transport_protocol":"tls"}}`
+	e.put("/meshagent/listeners/l1", listenerJSON("127.0.0.1:0", httpA, tcpTLS))
+	addr, ok := e.dp.ListenerAddr("l1")
+	if !ok {
+		t.Fatal("listener l1 not bound")
+	}
+	// A keep-alive connection on chain "a".
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if got := rawGet(t, c, br, "/1"); got != "a" {
+		t.Fatalf("before update: %q", got)
+	}
+	// Update the listener (the tcp chain changes, and a new chain is
+	// added): the chain table is swapped, the socket and the established
+	// connection stay.
+	tcpTLS2 := `{"name":"t","kind":"tcp","stream_route_id":"st","match":{"transport_protocol":"tls","server_names":["x.test"]}}`
+	e.put("/meshagent/listeners/l1", listenerJSON("127.0.0.1:0", httpA, tcpTLS2))
+	if got := rawGet(t, c, br, "/2"); got != "a" {
+		t.Fatalf("established connection after update: %q", got)
+	}
+	if addr2, _ := e.dp.ListenerAddr("l1"); addr2.String() != addr.String() {
+		t.Fatalf("update rebound the socket: %s -> %s", addr, addr2)
+	}
+	// A new connection sees the new table: change chain "a" to rc-b.
+	e.put("/meshagent/listeners/l1", listenerJSON("127.0.0.1:0", `{"name":"a","kind":"http","route_config":"rc-b"}`))
+	c2, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got := rawGet(t, c2, bufio.NewReader(c2), "/3"); got != "b" {
+		t.Fatalf("new connection after chain change: %q", got)
+	}
+	// The old connection keeps the chain it was given.
+	if got := rawGet(t, c, br, "/4"); got != "a" {
+		t.Fatalf("old connection after chain change: %q", got)
+	}
+	// Remove: the socket closes; new connections are refused.
+	e.del("/meshagent/listeners/l1")
+	if _, ok := e.dp.ListenerAddr("l1"); ok {
+		t.Fatal("listener still registered")
+	}
+	if c3, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+		c3.Close()
+		t.Fatal("removed listener still accepts")
+	}
+	if got := rawGet(t, c, br, "/5"); got != "a" {
+		t.Fatalf("connection after listener removal: %q", got)
+	}
+}
+
+func TestServerFirstOpaqueAfterSniffTimeout(t *testing.T) {
+	e := newEnv(t, nil)
+	echo := tcpEcho(t, "220 greeting\r\n")
+	e.put("/apisix/stream_routes/smtp", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
+	e.put("/meshagent/listeners/l", listenerJSON("127.0.0.1:0", `{"kind":"tcp","stream_route_id":"smtp"}`))
+	addr, _ := e.dp.ListenerAddr("l")
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "220 greeting\r\n" {
+		t.Fatalf("server-first protocol: %q, %v", line, err)
+	}
+}
+
+func TestOriginalDst(t *testing.T) {
+	var mu sync.Mutex
+	orig := map[string]netip.AddrPort{} // client addr -> original dst
+	e := newEnv(t, func(o *Options) {
+		o.OriginalDst = func(c net.Conn) (netip.AddrPort, error) {
+			// The test records the destination right after dialing.
+			for range 1000 {
+				mu.Lock()
+				ap, ok := orig[c.RemoteAddr().String()]
+				mu.Unlock()
+				if ok {
+					return ap, nil
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return netip.AddrPort{}, fmt.Errorf("no original destination for %s", c.RemoteAddr())
+		}
+	})
+	a := backend(t, "a")
+	direct := backend(t, "direct")
+	e.put("/apisix/routes/ra", `{"uri":"/*","labels":{"meshagent.route_config":"in"},"upstream":{"nodes":`+nodesJSON(a)+`}}`)
+	e.put("/meshagent/listeners/virtual", `{"address":"127.0.0.1:0","use_original_dst":true,"filter_chains":[{"kind":"tcp","stream_route_id":"none"}]}`)
+	e.put("/meshagent/listeners/inbound", listenerJSON("127.0.0.1:0", `{"kind":"http","route_config":"in"}`))
+	va, _ := e.dp.ListenerAddr("virtual")
+	ia, _ := e.dp.ListenerAddr("inbound")
+	cases := []struct {
+		name string
+		dst  string
+		want string
+	}{
+		{"handed to the listener of the original port", ia.String(), "a"},
+		{"no listener: passthrough to the original destination", direct, "direct"},
+	}
+	for _, cs := range cases {
+		t.Run(cs.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", va.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			mu.Lock()
+			orig[c.LocalAddr().String()] = netip.MustParseAddrPort(cs.dst)
+			mu.Unlock()
+			if got := rawGet(t, c, bufio.NewReader(c), "/o"); got != cs.want {
+				t.Fatalf("got %q, want %q", got, cs.want)
+			}
+		})
+	}
+}
