@@ -205,17 +205,28 @@ func targetOf(spec string) string {
 // Install applies the plan: policy routing first (TPROXY), then one atomic
 // iptables-restore --noflush per family. It is idempotent: installing the
 // same Config twice leaves the ruleset unchanged, and installing a changed
-// Config replaces our chains' contents in one transaction per family.
+// Config replaces our chains' contents in one transaction per family. If
+// the routing fails nothing is changed; if the IPv6 restore fails after
+// the IPv4 one succeeded, IPv4 has the new rules and IPv6 the old ones
+// (the error says which family failed).
 func (m *Manager) Install(ctx context.Context) error {
+	var added []RouteCmd
 	for _, r := range m.plan.Routes {
 		present, err := m.routePresent(ctx, r)
-		if err != nil {
-			return err
-		}
-		if !present {
-			if _, err := m.run.Run(ctx, nil, "ip", r.Args("add")...); err != nil {
-				return fmt.Errorf("redirect: policy routing for TPROXY: %w", err)
+		if err == nil && !present {
+			if _, err = m.run.Run(ctx, nil, "ip", r.Args("add")...); err == nil {
+				added = append(added, r)
 			}
+		}
+		if err != nil {
+			// Undo the routing this call added; the iptables rules have
+			// not been touched yet, so the previous state stays in force.
+			for i := len(added) - 1; i >= 0; i-- {
+				if _, derr := m.run.Run(ctx, nil, "ip", added[i].Args("del")...); derr != nil {
+					m.log.Warn("rollback of policy routing failed", "route", added[i].String(), "err", derr)
+				}
+			}
+			return fmt.Errorf("redirect: policy routing for TPROXY (is lo up?): %w", err)
 		}
 	}
 	for i := range m.plan.Rulesets {
