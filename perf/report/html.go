@@ -13,7 +13,7 @@ import (
 // Plot geometry in SVG user units.
 const (
 	plotW, plotH             = 640, 300
-	padL, padR, padT, padB   = 60, 20, 24, 40
+	padL, padR, padT, padB   = 60, 40, 24, 40
 	maxNines                 = 5.0 // x axis ends at 99.999%
 	innerW, innerH           = plotW - padL - padR, plotH - padT - padB
 	directName               = "direct"
