@@ -177,14 +177,28 @@ func (f *filter) ok(idx int) bool {
 	return false
 }
 
-// algo is one algorithm over one priority group.
-type algo interface {
-	pick(f *filter) int // global index or -1
-}
-
+// group is one priority group; exactly one algorithm field is set. A
+// switch rather than an interface keeps the filter on the stack.
 type group struct {
 	priority int
-	algo     algo
+	rr       *roundRobin
+	ch       *chash
+	ew       *ewma
+	lc       *leastConn
+}
+
+// pick returns a global node index or -1.
+func (g *group) pick(f *filter) int {
+	switch {
+	case g.rr != nil:
+		return g.rr.pick(f)
+	case g.ch != nil:
+		return g.ch.pick(f)
+	case g.ew != nil:
+		return g.ew.pick(f)
+	default:
+		return g.lc.pick(f)
+	}
 }
 
 type picker struct {
@@ -231,20 +245,20 @@ func New(kind Kind, nodes []Node, states *States) (Picker, error) {
 			end++
 		}
 		idx := append([]int(nil), order[start:end]...)
-		var a algo
+		g := group{priority: p.nodes[order[start]].Priority}
 		switch kind {
 		case RoundRobin:
-			a = newRoundRobin(p, idx)
+			g.rr = newRoundRobin(p, idx)
 		case CHash:
-			a = newCHash(p, idx)
+			g.ch = newCHash(p, idx)
 		case EWMA:
-			a = newEWMA(p, idx)
+			g.ew = newEWMA(p, idx)
 		case LeastConn:
-			a = newLeastConn(p, idx)
+			g.lc = newLeastConn(p, idx)
 		default:
 			return nil, fmt.Errorf("%w: type: unknown balancer %v", ErrInvalid, kind)
 		}
-		p.groups = append(p.groups, group{priority: p.nodes[order[start]].Priority, algo: a})
+		p.groups = append(p.groups, g)
 		start = end
 	}
 	return p, nil
@@ -270,7 +284,7 @@ func (p *picker) Pick(a *Attempt) (int, bool) {
 
 func (p *picker) pickGroups(f *filter) int {
 	for i := range p.groups {
-		if idx := p.groups[i].algo.pick(f); idx >= 0 {
+		if idx := p.groups[i].pick(f); idx >= 0 {
 			return idx
 		}
 	}
