@@ -191,3 +191,15 @@ func WeightedRoute(name, prefix string, wcs ...WeightedCluster) *routev3.Route {
 		}},
 	}
 }
+
+// Type aliases so callers need not import every envoy package.
+type (
+	// Cluster is an envoy Cluster.
+	Cluster = clusterv3.Cluster
+	// CLA is an envoy ClusterLoadAssignment.
+	CLA = endpointv3.ClusterLoadAssignment
+	// Listener is an envoy Listener.
+	Listener = listenerv3.Listener
+	// RouteConfiguration is an envoy RouteConfiguration.
+	RouteConfiguration = routev3.RouteConfiguration
+)

@@ -1,0 +1,272 @@
+package xds
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/meshagent/meshagent/etcdcompat/store"
+	"github.com/meshagent/meshagent/xds/controlplane"
+	"github.com/meshagent/meshagent/xds/translate"
+)
+
+const testNode = "sidecar~127.0.0.1~test.default~default.svc.cluster.local"
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("XDS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// storeJSON returns the objects under prefix, decoded as generic JSON.
+func storeJSON(t testing.TB, st store.Store, prefix string) map[string]map[string]any {
+	t.Helper()
+	resp, err := st.Range(context.Background(), &pb.RangeRequest{Key: []byte(prefix), RangeEnd: []byte(prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	for _, kv := range resp.Kvs {
+		var v map[string]any
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			t.Fatalf("%s: %v", kv.Key, err)
+		}
+		out[string(kv.Key)] = v
+	}
+	return out
+}
+
+func nodesOf(up map[string]any) []string {
+	var out []string
+	ns, _ := up["nodes"].([]any)
+	for _, n := range ns {
+		m := n.(map[string]any)
+		out = append(out, fmt.Sprintf("%v:%v/p%v", m["host"], m["port"], m["priority"]))
+	}
+	return out
+}
+
+type harness struct {
+	cp     *controlplane.Server
+	st     store.Store
+	app    *Applier
+	cl     *Client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, delta bool) *harness {
+	t.Helper()
+	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := BuildNode(NodeConfig{Preset: PresetIstio, ID: testNode}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := NewApplier(st, ApplierOptions{Logger: testLogger(t)})
+	cl, err := New(Options{Addr: cp.Addr(), Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{cp: cp, st: st, app: app, cl: cl, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- cl.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+		h.cp.Stop()
+		st.Close()
+	})
+	return h
+}
+
+func baseConfig(backendA, backendB string) controlplane.Resources {
+	return controlplane.Resources{
+		Clusters: []*controlplane.Cluster{controlplane.EDSCluster("svc-a"), controlplane.EDSCluster("svc-b")},
+		Endpoints: []*controlplane.CLA{
+			controlplane.Endpoints("svc-a", controlplane.Endpoint{Addr: backendA}),
+			controlplane.Endpoints("svc-b", controlplane.Endpoint{Addr: backendB}),
+		},
+		Listeners: []*controlplane.Listener{controlplane.HTTPListener("http-8080", "127.0.0.1:18080", "routes-8080")},
+		Routes: []*controlplane.RouteConfiguration{controlplane.RouteConfig("routes-8080",
+			controlplane.VirtualHost("all", []string{"*"},
+				controlplane.PrefixRoute("b", "/b", "svc-b"),
+				controlplane.PrefixRoute("a", "/", "svc-a")))},
+	}
+}
+
+func statusOf(c *Client, k translate.Kind) TypeStatus {
+	for _, ts := range c.Status().Types {
+		if ts.TypeURL == k.TypeURL() {
+			return ts
+		}
+	}
+	return TypeStatus{}
+}
+
+func TestClientLifecycle(t *testing.T) {
+	for _, delta := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
+			h := newHarness(t, delta)
+			ctx := context.Background()
+			cfg := baseConfig("127.0.0.1:9001", "127.0.0.1:9002")
+			if h.cl.Ready() {
+				t.Fatal("ready before any config")
+			}
+			if err := h.cp.SetSnapshot(ctx, testNode, "v1", cfg); err != nil {
+				t.Fatal(err)
+			}
+			// Initial sync.
+			select {
+			case <-h.cl.ReadyCh():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("not ready; status %+v", h.cl.Status())
+			}
+			ups := storeJSON(t, h.st, translate.PrefixUpstreams)
+			if got := nodesOf(ups[translate.PrefixUpstreams+"svc-a"]); strings.Join(got, ",") != "127.0.0.1:9001/p<nil>" {
+				t.Fatalf("svc-a nodes %v (upstreams %v)", got, ups)
+			}
+			routes := storeJSON(t, h.st, translate.PrefixRoutes)
+			if len(routes) != 2 {
+				t.Fatalf("routes: %v", routes)
+			}
+			if l := storeJSON(t, h.st, translate.PrefixListeners); len(l) != 1 {
+				t.Fatalf("listeners: %v", l)
+			}
+			for _, k := range translate.Kinds[:4] {
+				if s := statusOf(h.cl, k); s.State != StateACKed || s.Nonce == "" {
+					t.Fatalf("%s status %+v", k, s)
+				}
+			}
+
+			// Update: one endpoint moves, failover endpoint added.
+			rev := h.st.Rev()
+			cfg.Endpoints[0] = controlplane.Endpoints("svc-a",
+				controlplane.Endpoint{Addr: "127.0.0.1:9011"},
+				controlplane.Endpoint{Addr: "127.0.0.1:9012", Priority: 1})
+			if err := h.cp.SetSnapshot(ctx, testNode, "v2", cfg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "endpoint update", func() bool {
+				got := nodesOf(storeJSON(t, h.st, translate.PrefixUpstreams)[translate.PrefixUpstreams+"svc-a"])
+				return strings.Join(got, ",") == "127.0.0.1:9011/p<nil>,127.0.0.1:9012/p-1"
+			})
+			if d := h.st.Rev() - rev; d != 1 {
+				t.Fatalf("an EDS change of one cluster moved the revision by %d, want 1", d)
+			}
+
+			// Removal: cluster svc-b and its route go away.
+			cfg.Clusters = cfg.Clusters[:1]
+			cfg.Endpoints = cfg.Endpoints[:1]
+			cfg.Routes[0].VirtualHosts[0].Routes = cfg.Routes[0].VirtualHosts[0].Routes[1:]
+			if err := h.cp.SetSnapshot(ctx, testNode, "v3", cfg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "removal", func() bool {
+				_, ok := storeJSON(t, h.st, translate.PrefixUpstreams)[translate.PrefixUpstreams+"svc-b"]
+				return !ok && len(storeJSON(t, h.st, translate.PrefixRoutes)) == 1
+			})
+
+			// A bad resource: NACKed with its detail, old config kept.
+			eventually(t, "v3 acked", func() bool { return statusOf(h.cl, translate.KindRouteConfig).Version == "v3" })
+			rev = h.st.Rev()
+			bad := baseConfig("127.0.0.1:9011", "127.0.0.1:9002")
+			bad.Clusters, bad.Endpoints = cfg.Clusters, cfg.Endpoints
+			bad.Routes = []*controlplane.RouteConfiguration{controlplane.RouteConfig("routes-8080",
+				controlplane.VirtualHost("all", []string{"*"}, &routev3.Route{
+					Name: "broken",
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{
+						SafeRegex: &matcherv3.RegexMatcher{Regex: "/api/(v1"}}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "svc-a"}}},
+				}))}
+			if err := h.cp.SetSnapshot(ctx, testNode, "v4", bad); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "NACK", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateNACKed })
+			s := statusOf(h.cl, translate.KindRouteConfig)
+			for _, want := range []string{`route_configuration "routes-8080"`, "routes[0] (broken)", "match.safe_regex", "does not compile"} {
+				if !strings.Contains(s.NACKMessage, want) {
+					t.Errorf("NACK message %q lacks %q", s.NACKMessage, want)
+				}
+			}
+			if s.Version != "v3" {
+				t.Errorf("version after NACK = %q, want the last ACKed v3", s.Version)
+			}
+			eventually(t, "NACK at the server", func() bool { return len(h.cp.NACKs()) > 0 })
+			if !strings.Contains(h.cp.NACKs()[0], "does not compile") {
+				t.Errorf("server saw error_detail %q", h.cp.NACKs()[0])
+			}
+			if h.st.Rev() != rev {
+				t.Errorf("a NACKed push wrote to the store (rev %d -> %d)", rev, h.st.Rev())
+			}
+			if len(storeJSON(t, h.st, translate.PrefixRoutes)) != 1 {
+				t.Error("old routes not kept after NACK")
+			}
+
+			// Control-plane restart on the same address: the last config is
+			// served throughout, then a clean resync without rewrites.
+			if err := h.cp.SetSnapshot(ctx, testNode, "v5", cfg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "v5", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateACKed })
+			rev = h.st.Rev()
+			addr := h.cp.Addr()
+			h.cp.Stop()
+			eventually(t, "disconnect", func() bool { return !h.cl.Status().Connected })
+			if len(storeJSON(t, h.st, translate.PrefixRoutes)) != 1 || !h.cl.Ready() {
+				t.Fatal("config not kept while disconnected")
+			}
+			var lis net.Listener
+			eventually(t, "rebind", func() bool {
+				var err error
+				lis, err = net.Listen("tcp", addr)
+				return err == nil
+			})
+			h.cp = controlplane.Serve(lis, testLogger(t))
+			if err := h.cp.SetSnapshot(ctx, testNode, "v6", cfg); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "resync", func() bool {
+				st := h.cl.Status()
+				return st.Connected && st.Reconnect > 0 && statusOf(h.cl, translate.KindCluster).ACKs > 0 && len(h.cp.Requests()) >= 4
+			})
+			eventually(t, "resync acked", func() bool {
+				return statusOf(h.cl, translate.KindListener).State == StateACKed && statusOf(h.cl, translate.KindEndpoints).State == StateACKed
+			})
+			time.Sleep(50 * time.Millisecond)
+			if h.st.Rev() != rev {
+				t.Errorf("resync of an unchanged config moved the revision %d -> %d", rev, h.st.Rev())
+			}
+		})
+	}
+}
