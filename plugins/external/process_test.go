@@ -69,7 +69,7 @@ func headerPlugin() sdk.Plugin {
 	}
 }
 
-func self(t *testing.T) string {
+func self(t testing.TB) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

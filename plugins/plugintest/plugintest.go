@@ -198,3 +198,12 @@ func Listen(t testing.TB) net.Listener {
 	}
 	return ln
 }
+
+// ServeSlow serves HTTP on ln, holding every request until release is
+// closed, then answering 200 "slow".
+func ServeSlow(ln net.Listener, release <-chan struct{}) {
+	_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		<-release
+		_, _ = io.WriteString(w, "slow")
+	}))
+}
