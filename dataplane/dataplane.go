@@ -309,3 +309,13 @@ func (d *Dataplane) closeListeners() {
 		l.close()
 	}
 }
+
+// Snapshot returns the counters as a name -> value map (for JSON export).
+func (s *Stats) Snapshot() map[string]int64 {
+	return map[string]int64{
+		"requests": s.Requests.Load(), "rebuilds": s.Rebuilds.Load(), "config_rejected": s.ConfigRejected.Load(),
+		"plugin_panics": s.PluginPanics.Load(), "plugin_bugs": s.PluginBugs.Load(),
+		"upstream_errors": s.UpstreamErrors.Load(), "retries": s.Retries.Load(), "no_route": s.NoRoute.Load(),
+		"active_conns": s.ActiveConns.Load(), "tcp_conns": s.TCPConns.Load(), "listeners_active": s.ListenersActive.Load(),
+	}
+}

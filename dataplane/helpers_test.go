@@ -24,7 +24,7 @@ import (
 
 // env is a real store plus a data plane listening on loopback.
 type env struct {
-	t  *testing.T
+	t  testing.TB
 	st store.Store
 	dp *Dataplane
 	// http is the static HTTP listener's address.
@@ -33,14 +33,14 @@ type env struct {
 	stream string
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("DP_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func newEnv(t *testing.T, mod func(*Options)) *env {
+func newEnv(t testing.TB, mod func(*Options)) *env {
 	t.Helper()
 	st, err := store.New(store.Options{Decoder: apisix.Decode})
 	if err != nil {
