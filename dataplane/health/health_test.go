@@ -145,7 +145,13 @@ func TestActiveTCPAndTimeouts(t *testing.T) {
 				return
 			}
 			conns.Add(1)
-			go func() { defer conns.Done(); buf := make([]byte, 512); _, _ = cn.Read(buf); time.Sleep(10 * unit); cn.Close() }()
+			go func() {
+				defer conns.Done()
+				buf := make([]byte, 512)
+				_, _ = cn.Read(buf)
+				time.Sleep(10 * unit)
+				cn.Close()
+			}()
 		}
 	}()
 	tcp := activeHTTP("/")
