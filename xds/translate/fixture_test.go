@@ -9,6 +9,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/meshagent/meshagent/etcdcompat/apisix"
+
 	// Types referenced from Any fields of the fixtures.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -60,6 +62,9 @@ func TestKumaPrint(t *testing.T) {
 		}
 		for _, o := range p.Puts {
 			t.Logf("%s %s", o.Key, o.Value)
+			if _, err := apisix.Decode([]byte(o.Key), o.Value); err != nil {
+				t.Errorf("%s: %v", o.Key, err)
+			}
 		}
 		t.Logf("warnings %v", p.Warnings)
 		p.Commit()
