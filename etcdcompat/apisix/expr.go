@@ -93,7 +93,18 @@ func parseVars(path string, raw json.RawMessage) (*Expr, error) {
 	return compileRule(path, list)
 }
 
+// maxVarsDepth bounds the nesting of vars groups (far beyond any real
+// route; it keeps hostile input from costing quadratic time).
+const maxVarsDepth = 64
+
 func compileRule(path string, rules []any) (*Expr, error) {
+	return compileRuleDepth(path, rules, 0)
+}
+
+func compileRuleDepth(path string, rules []any, depth int) (*Expr, error) {
+	if depth > maxVarsDepth {
+		return nil, &FieldError{Path: path, Rule: "expression nested deeper than " + strconv.Itoa(maxVarsDepth)}
+	}
 	if len(rules) == 0 {
 		return nil, &FieldError{Path: path, Rule: "rule too short"}
 	}
@@ -104,7 +115,7 @@ func compileRule(path string, rules []any) (*Expr, error) {
 			if !ok {
 				return nil, &FieldError{Path: indexPath(path, i), Rule: "invalid expression: must be an array"}
 			}
-			c, err := compileRule(indexPath(path, i), sub)
+			c, err := compileRuleDepth(indexPath(path, i), sub, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -123,7 +134,7 @@ func compileRule(path string, rules []any) (*Expr, error) {
 				if !ok {
 					return nil, &FieldError{Path: indexPath(path, i+1), Rule: "invalid expression: must be an array"}
 				}
-				c, err := compileRule(indexPath(path, i+1), sub)
+				c, err := compileRuleDepth(indexPath(path, i+1), sub, depth+1)
 				if err != nil {
 					return nil, err
 				}
