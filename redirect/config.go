@@ -341,6 +341,9 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 		} else {
 			var a netip.Addr
 			a, err = netip.ParseAddr(f)
+			if err == nil && a.Zone() != "" {
+				return nil, fmt.Errorf("%w: bad CIDR %q: zones are not allowed", ErrInvalidConfig, f)
+			}
 			if err == nil {
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
@@ -348,7 +351,7 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad CIDR %q: %v", ErrInvalidConfig, f, err)
 		}
-		if p.Addr().Zone() != "" || p.Addr().Is4In6() {
+		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is4In6() {
 			return nil, fmt.Errorf("%w: bad CIDR %q: zones and IPv4-mapped addresses are not allowed", ErrInvalidConfig, f)
 		}
 		p = p.Masked()

@@ -144,15 +144,7 @@ func (s saved) jumps(t string) []Rule {
 	return out
 }
 
-func jumpsToUs(spec string) bool {
-	f := strings.Fields(spec)
-	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], chainPrefix) {
-			return true
-		}
-	}
-	return false
-}
+func jumpsToUs(spec string) bool { return strings.HasPrefix(targetOf(spec), chainPrefix) }
 
 // NormalizeSave returns iptables-save output with what changes on its own
 // removed: comment lines (they carry timestamps) and packet/byte counters.
