@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -254,6 +255,9 @@ func parseGRPCTimeout(s string) (time.Duration, bool) {
 		u = time.Nanosecond
 	default:
 		return 0, false
+	}
+	if n > int64(math.MaxInt64/u) {
+		return time.Duration(math.MaxInt64), true
 	}
 	return time.Duration(n) * u, true
 }
