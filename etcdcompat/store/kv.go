@@ -34,6 +34,7 @@ type memStore struct {
 	mu         sync.RWMutex
 	rev        int64
 	compactRev int64
+	baseRev    int64 // the revision at New: no history before it
 	idx        *index
 	hist       history
 	leases     map[int64]*lease
@@ -74,6 +75,7 @@ func newStore(o Options, now func() time.Time) (*memStore, error) {
 		s.historyLimit = defaultHistoryLimit
 	}
 	s.rev = now().UnixMilli()
+	s.compactRev = -1 // as a fresh etcd: even revision 0 may be compacted
 	if o.DataFile != "" {
 		loaded, err := s.load(o.DataFile)
 		if err != nil {
@@ -85,6 +87,7 @@ func newStore(o Options, now func() time.Time) (*memStore, error) {
 		s.persist = newPersister(s, o.DataFile)
 	}
 	s.hist.first = s.rev + 1
+	s.baseRev = s.rev
 	s.expiry = newExpirer(s)
 	return s, nil
 }
@@ -303,7 +306,26 @@ func (s *memStore) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 func (s *memStore) compactLocked(rev int64) {
 	s.compactRev = rev
 	s.idx.compact(rev)
-	s.hist.compact(rev)
+	s.trimHistoryLocked()
+}
+
+// trimHistoryLocked drops watch history below the compaction revision,
+// except what running watchers still need (as etcd, whose synced watchers
+// already hold their events, compaction alone does not cancel a live
+// watcher that is a little behind); at most 2*HistoryLimit revisions are
+// kept for them. mu is held.
+func (s *memStore) trimHistoryLocked() {
+	target := s.compactRev
+	s.watchMu.Lock()
+	for w := range s.watchers {
+		target = min(target, w.next)
+	}
+	for w := range s.objWatch {
+		target = min(target, w.next)
+	}
+	s.watchMu.Unlock()
+	target = max(target, s.rev-2*int64(s.historyLimit))
+	s.hist.compact(target)
 }
 
 func (s *memStore) isClosed() bool {

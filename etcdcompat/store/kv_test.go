@@ -180,7 +180,7 @@ func TestCompact(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		mustPut(t, s, "k", string(rune('a'+i))) // revs 2..6
 	}
-	mustPut(t, s, "gone", "x")                                          // 7
+	mustPut(t, s, "gone", "x")                                             // 7
 	_, _ = s.DeleteRange(ctx, &pb.DeleteRangeRequest{Key: []byte("gone")}) // 8
 	if _, err := s.Compact(ctx, &pb.CompactionRequest{Revision: 9}); !errors.Is(err, ErrFutureRev) {
 		t.Fatalf("compact future: %v", err)

@@ -128,7 +128,7 @@ func (w *objWatcher) collect() ([]ObjectEvent, bool) {
 	if w.next > s.rev {
 		return nil, true
 	}
-	if w.next < s.compactRev || w.next < s.hist.first {
+	if w.next < s.hist.first {
 		return w.resyncLocked(), true
 	}
 	entries := s.hist.since(w.next)

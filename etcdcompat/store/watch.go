@@ -157,7 +157,7 @@ func (w *watcher) collect() (resp *WatchResponse, ok, more bool) {
 		if w.next > s.rev {
 			return nil, true, false
 		}
-		if w.next < s.compactRev {
+		if w.next < s.hist.first && w.next < s.compactRev {
 			return &WatchResponse{
 				Revision:        s.rev,
 				CompactRevision: s.compactRev,
@@ -181,8 +181,9 @@ func (w *watcher) collect() (resp *WatchResponse, ok, more bool) {
 			return nil, true, false
 		}
 		var evs []*mvccpb.Event
+		replay := w.next <= w.replayTo
 		for i := range entries {
-			evs = w.filter(evs, &entries[i])
+			evs = w.filter(evs, &entries[i], replay)
 		}
 		last := entries[len(entries)-1].rev
 		w.next = last + 1
@@ -198,7 +199,7 @@ func (w *watcher) collect() (resp *WatchResponse, ok, more bool) {
 }
 
 // filter appends e's events this watcher wants.
-func (w *watcher) filter(dst []*mvccpb.Event, e *histEntry) []*mvccpb.Event {
+func (w *watcher) filter(dst []*mvccpb.Event, e *histEntry, replay bool) []*mvccpb.Event {
 	for i, ev := range e.events {
 		if w.noPut && ev.Type == mvccpb.PUT || w.noDelete && ev.Type == mvccpb.DELETE {
 			continue
@@ -209,8 +210,9 @@ func (w *watcher) filter(dst []*mvccpb.Event, e *histEntry) []*mvccpb.Event {
 		if w.prevKV {
 			c := *ev
 			// etcd reads the previous value at ModRevision-1, which fails
-			// once that revision is compacted.
-			if p := e.changes[i].prev; p != nil && e.rev-1 >= w.s.compactRev {
+			// once that revision is compacted (deterministically so for a
+			// replay; a live watcher's events were taken before).
+			if p := e.changes[i].prev; p != nil && (!replay || e.rev-1 >= w.s.compactRev) {
 				c.PrevKv = &p.kv
 			}
 			ev = &c

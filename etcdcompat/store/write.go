@@ -6,7 +6,7 @@ import (
 )
 
 // change is one key's change in a revision: the new version (a tombstone
-// for a delete) and the version it replaced, if the key was live.
+// for a delete) and the key's live version before the revision, if any.
 type change struct {
 	v    *version
 	prev *version
@@ -112,7 +112,7 @@ func (w *writeTxn) put(r *pb.PutRequest, dp preparedPut) *pb.PutResponse {
 		w.s.attachLease(dp.lease, string(key))
 	}
 	w.s.idx.add(string(key), v)
-	w.changes = append(w.changes, change{v: v, prev: prev})
+	w.changes = append(w.changes, change{v: v, prev: w.before(ki)})
 	return resp
 }
 
@@ -150,7 +150,17 @@ func (w *writeTxn) deleteKey(ki *keyIndex) {
 	tomb := &version{kv: mvccpb.KeyValue{Key: prev.kv.Key, ModRevision: w.begin + 1}}
 	w.s.detachLease(prev.kv.Lease, ki.key)
 	w.s.idx.add(ki.key, tomb)
-	w.changes = append(w.changes, change{v: tomb, prev: prev})
+	w.changes = append(w.changes, change{v: tomb, prev: w.before(ki)})
+}
+
+// before is the key's version before this txn's revision: what etcd's
+// watch reports as prev_kv (read at ModRevision-1), even when the txn
+// already changed the key.
+func (w *writeTxn) before(ki *keyIndex) *version {
+	if ki == nil {
+		return nil
+	}
+	return ki.at(w.begin)
 }
 
 // commit publishes the txn's revision (if it changed anything), releases
@@ -161,10 +171,11 @@ func (w *writeTxn) commit() {
 	if changed {
 		s.rev = w.begin + 1
 		s.hist.append(s.rev, w.changes)
-		if n := len(s.hist.entries); n > s.historyLimit+s.historyLimit/8 {
-			if c := s.rev - int64(s.historyLimit) + 1; c > s.compactRev {
-				s.compactLocked(c)
-			}
+		limit := int64(s.historyLimit)
+		if s.rev-max(s.compactRev, s.baseRev) > limit+limit/8 {
+			s.compactLocked(s.rev - limit + 1)
+		} else if s.hist.first < s.compactRev && s.rev%64 == 0 {
+			s.trimHistoryLocked() // laggards may have caught up
 		}
 	}
 	s.mu.Unlock()
