@@ -99,7 +99,7 @@ func (c *chash) pick(f *filter) int {
 	if len(c.ring) == 0 {
 		return -1
 	}
-	h := HashKey(f.a.Key)
+	h := f.a.keyHash()
 	i := sort.Search(len(c.ring), func(i int) bool { return c.ring[i].hash >= h })
 	for n := 0; n < len(c.ring); n++ {
 		p := c.ring[(i+n)%len(c.ring)]

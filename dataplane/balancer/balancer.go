@@ -115,6 +115,7 @@ type Attempt struct {
 	// Health filters nodes; nil means all healthy.
 	Health Health
 
+	keyB  []byte
 	small [4]uint64
 	big   []uint64
 	tries int
@@ -122,8 +123,26 @@ type Attempt struct {
 
 // Reset prepares a for a new request, keeping its overflow storage.
 func (a *Attempt) Reset(key string, h Health) {
-	a.Key, a.Health, a.small, a.tries = key, h, [4]uint64{}, 0
+	a.Key, a.keyB, a.Health, a.small, a.tries = key, nil, h, [4]uint64{}, 0
 	clear(a.big)
+}
+
+// ResetBytes is Reset with the chash key given as bytes (for example built
+// by KeySpec.Append into a per-request buffer). key must stay unmodified
+// until the last Pick of the request.
+func (a *Attempt) ResetBytes(key []byte, h Health) {
+	a.Reset("", h)
+	a.keyB = key
+	if a.keyB == nil {
+		a.keyB = []byte{}
+	}
+}
+
+func (a *Attempt) keyHash() uint64 {
+	if a.keyB != nil {
+		return hashBytes(a.keyB)
+	}
+	return HashKey(a.Key)
 }
 
 // Tries returns how many nodes were picked in this request.

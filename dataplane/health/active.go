@@ -210,6 +210,9 @@ func (c *Checker) probe(ctx context.Context, i int) (int, Outcome) {
 	if host == "" {
 		host = c.targets[i].Host
 	}
+	if host == "" {
+		host, _, _ = net.SplitHostPort(c.targets[i].Addr)
+	}
 	if a.typ == "https" {
 		tc := tls.Client(conn, &tls.Config{ServerName: host, InsecureSkipVerify: !a.verify}) //nolint:gosec // https_verify_certificate=false asks for it
 		if err := tc.HandshakeContext(ctx); err != nil {

@@ -91,7 +91,7 @@ type Target struct {
 	// Addr is "host:port" to connect to (the balancer node address).
 	Addr string
 	// Host is the node's host name, sent as Host when checks.active.host
-	// is empty.
+	// is empty; when both are empty the host part of Addr is sent.
 	Host string
 }
 
