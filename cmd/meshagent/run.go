@@ -43,6 +43,7 @@ type runConfig struct {
 	sniffTimeout time.Duration
 	opaquePorts  []int
 	originalDst  bool
+	xds          xdsConfig // --- xDS (run_xds.go) ---
 }
 
 func (c *runConfig) flags(fs *flag.FlagSet) {
@@ -64,12 +65,13 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
+	c.xds.flags(fs) // --- xDS (run_xds.go) ---
 }
 
 // validate checks the combination of flags.
 func (c *runConfig) validate() error {
 	if c.apisixYAML == "" && !c.hasOtherSource() {
-		return errors.New("a config source is required: --apisix-yaml FILE")
+		return errors.New("a config source is required: --apisix-yaml FILE or --xds ADDR")
 	}
 	for _, a := range []struct{ flag, v string }{{"http-listen", c.httpListen}, {"stream-listen", c.streamListen},
 		{"etcd-listen", c.etcdListen}, {"admin-listen", c.adminListen}} {
@@ -85,7 +87,7 @@ func (c *runConfig) validate() error {
 
 // hasOtherSource reports whether a source other than --apisix-yaml is
 // configured (xDS adds itself here).
-func (c *runConfig) hasOtherSource() bool { return false }
+func (c *runConfig) hasOtherSource() bool { return c.xds.addr != "" /* --- xDS (run_xds.go) --- */ }
 
 func runRun(ctx context.Context, args []string) error {
 	var cfg runConfig
@@ -165,7 +167,7 @@ func runRun(ctx context.Context, args []string) error {
 
 	// 5. Admin endpoints.
 	if cfg.adminListen != "" {
-		stop, err := startAdmin(&cfg, dp, log)
+		stop, err := startAdminServer(&cfg, st, dp, log, cancel) // --- dataplane/admin (run_xds.go) ---
 		if err != nil {
 			return err
 		}
@@ -194,6 +196,13 @@ func startSources(ctx context.Context, cfg *runConfig, st store.Store, log *slog
 			}
 		}()
 	}
+	// --- xDS (run_xds.go) ---
+	if cfg.xds.addr != "" {
+		if err := startXDS(ctx, cfg, st, log, errc); err != nil {
+			return err
+		}
+	}
+	// --- end xDS ---
 	return nil
 }
 

@@ -3,7 +3,7 @@
 // before), /config_dump (the translated objects from the store with their
 // xDS names and versions, private keys redacted), /xds_status (per
 // resource type: version, nonce, last ACK, last NACK and its message) and
-// /quitquitquit (graceful exit).
+// /quitquitquit (graceful exit), plus /stats (counters).
 //
 // It owns the HTTP surface and redaction only. It reads the store through
 // a one-method interface and takes readiness, status and quit as funcs, so
@@ -44,6 +44,8 @@ type Options struct {
 	XDSStatus func() any
 	// Quit is called once by POST /quitquitquit; nil answers 404.
 	Quit func()
+	// Stats returns JSON-encodable counters for /stats; nil answers 404.
+	Stats func() any
 	// Prefixes are the store prefixes dumped (default /apisix/ and
 	// /meshagent/).
 	Prefixes []string
@@ -96,6 +98,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /config_dump", s.configDump)
 	mux.HandleFunc("GET /xds_status", s.xdsStatus)
 	mux.HandleFunc("POST /quitquitquit", s.quitquitquit)
+	mux.HandleFunc("GET /stats", s.stats)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		defer close(s.done)
@@ -142,6 +145,14 @@ func (s *Server) xdsStatus(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.o.XDSStatus())
+}
+
+func (s *Server) stats(w http.ResponseWriter, _ *http.Request) {
+	if s.o.Stats == nil {
+		http.Error(w, "no stats", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.o.Stats())
 }
 
 func (s *Server) quitquitquit(w http.ResponseWriter, _ *http.Request) {
