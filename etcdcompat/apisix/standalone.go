@@ -120,11 +120,7 @@ var endFlagRe = regexp.MustCompile(`#END\s*$`)
 // credentials by their "<username>/credentials/<id>" id. Duplicate ids in
 // a section are an error. Errors are *StandaloneError naming the item.
 func LoadStandalone(data []byte) (*Standalone, error) {
-	tail := data
-	if len(tail) > 10 {
-		tail = tail[len(tail)-10:]
-	}
-	if !endFlagRe.Match(tail) {
+	if !endFlagRe.Match(tail10(data)) {
 		return nil, ErrNoEndMarker
 	}
 	var doc yaml.Node
@@ -169,6 +165,14 @@ func LoadStandalone(data []byte) (*Standalone, error) {
 		}
 	}
 	return s, nil
+}
+
+// tail10 is the part of a file APISIX searches for the end marker.
+func tail10(data []byte) []byte {
+	if len(data) > 10 {
+		return data[len(data)-10:]
+	}
+	return data
 }
 
 func knownSection(name string) bool {

@@ -155,3 +155,41 @@ func TestLoadStandaloneErrors(t *testing.T) {
 		t.Fatalf("trailing whitespace after #END: %v", err)
 	}
 }
+
+func TestExpandEnv(t *testing.T) {
+	env := map[string]string{"HOST": "10.0.0.1", "PORT": "8080"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	doc := "upstreams:\n  - id: u\n    nodes:\n      - {host: \"${{HOST}}\", port: ${{ PORT }}, weight: ${{W:= 3 }}}\n#END\n"
+	out, err := ExpandEnv([]byte(doc), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadStandalone(out)
+	if err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if n := s.Upstreams[0].Nodes[0]; n.Host != "10.0.0.1" || n.Port != 8080 || n.Weight != 3 {
+		t.Fatalf("node %+v", n)
+	}
+	if _, err := ExpandEnv([]byte("a: ${{NOPE}}\n#END"), lookup); err == nil || !strings.Contains(err.Error(), "NOPE") {
+		t.Fatalf("missing variable: %v", err)
+	}
+}
+
+func TestMarshal(t *testing.T) {
+	r := &Route{ID: "r1", URI: "/a", UpstreamID: "u1", Upstream: nil}
+	b, err := Marshal(r)
+	if err != nil || string(b) != `{"id":"r1","uri":"/a","upstream_id":"u1"}` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	if KeyOf(DefaultPrefix, r) != "/apisix/routes/r1" {
+		t.Fatal(KeyOf(DefaultPrefix, r))
+	}
+	if _, err := Marshal(&Route{ID: "r|1", URI: "/a", UpstreamID: "u1"}); err == nil || !strings.Contains(err.Error(), "id: must be") {
+		t.Fatalf("invalid id accepted: %v", err)
+	}
+	if _, err := Marshal(&Upstream{Nodes: Nodes{{Host: "a", Port: 70000, Weight: 1}}}); err == nil ||
+		!strings.Contains(err.Error(), "nodes[0].port: must be in 1..65535") {
+		t.Fatalf("bad port accepted: %v", err)
+	}
+}

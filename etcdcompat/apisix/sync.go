@@ -80,12 +80,20 @@ func putOp(key string, val []byte) *pb.RequestOp {
 	return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(key), Value: val}}}
 }
 
-// SyncStandaloneFile reads, validates and syncs the standalone file at
-// path into st under DefaultPrefix once. On error nothing is written.
+// SyncStandaloneFile reads the standalone file at path, checks its #END
+// marker, substitutes environment variables (ExpandEnv with
+// os.LookupEnv), validates it and syncs it into st under DefaultPrefix.
+// On error nothing is written.
 func SyncStandaloneFile(ctx context.Context, path string, st store.Store) (*Standalone, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("apisix: standalone: %w", err)
+	}
+	if !endFlagRe.Match(tail10(data)) {
+		return nil, fmt.Errorf("%s: %w", path, ErrNoEndMarker)
+	}
+	if data, err = ExpandEnv(data, os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	s, err := LoadStandalone(data)
 	if err != nil {
