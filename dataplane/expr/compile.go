@@ -237,8 +237,15 @@ func compileLeaf(r []any, pos string) (node, error) {
 	ops, ok := opv.(string)
 	op, known := parseOp(ops)
 	if !hasRHS && (!ok || !known) {
-		// Compatibility form [var, value] means [var, "==", value].
+		// Compatibility form [var, value] means [var, "==", value]; Lua
+		// lowercases the value first, so a number becomes its string.
 		rhs, op, known = opv, OpEq, true
+		switch x := opv.(type) {
+		case json.Number:
+			rhs = x.String()
+		case string:
+			rhs = strings.ToLower(x)
+		}
 	} else if !ok {
 		return node{}, fmt.Errorf("%w: %s: operator must be a string", ErrInvalid, pos)
 	} else if !known {
