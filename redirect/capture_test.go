@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func mustInstall(t *testing.T, tp *topo, cfg Config) *Manager {
+func mustInstall(t testing.TB, tp *topo, cfg Config) *Manager {
 	t.Helper()
 	m, err := NewManager(cfg, nsRunner(tp.app), nil)
 	if err != nil {

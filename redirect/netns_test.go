@@ -32,13 +32,13 @@ const (
 var topoSeq atomic.Int32
 
 type topo struct {
-	t        *testing.T
+	t        testing.TB
 	app, srv string
 }
 
 // needNetAdmin skips the test unless it runs as root with iptables and
 // iproute2 installed.
-func needNetAdmin(t *testing.T) {
+func needNetAdmin(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (network namespaces and iptables); CI runs tests as root")
@@ -50,7 +50,7 @@ func needNetAdmin(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, argv ...string) string {
+func run(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -60,7 +60,7 @@ func run(t *testing.T, argv ...string) string {
 }
 
 // newTopo creates the two namespaces and the veth pair.
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	t.Helper()
 	needNetAdmin(t)
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, topoSeq.Add(1))
@@ -109,7 +109,7 @@ func nsRunner(ns string) Runner { return ExecRunner{Prefix: []string{"ip", "netn
 // the goroutine), so no other goroutine ever runs in ns by accident.
 // fsuid, when non-zero, is set on that thread before fn runs, so sockets fn
 // creates are owned by that uid as far as `-m owner` is concerned.
-func inNS(t *testing.T, ns string, fsuid int, fn func()) {
+func inNS(t testing.TB, ns string, fsuid int, fn func()) {
 	t.Helper()
 	if err := inNSErr(ns, fsuid, fn); err != nil {
 		t.Fatal(err)
@@ -168,6 +168,48 @@ func (tp *topo) dialIn(ns string, fsuid int, d *net.Dialer, addr string) (net.Co
 	var err error
 	inNS(tp.t, ns, fsuid, func() { c, err = d.DialContext(ctx, "tcp", addr) })
 	return c, err
+}
+
+// nsDialer returns a dial function whose sockets are created in namespace
+// ns by one goroutine locked to a thread in ns (created once, stopped at
+// cleanup), so a proxy pays no per-dial namespace switch.
+func (tp *topo) nsDialer(ns string, d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	type req struct {
+		ctx           context.Context
+		network, addr string
+		reply         chan dialResult
+	}
+	reqs := make(chan req)
+	stop := make(chan struct{})
+	tp.t.Cleanup(func() { close(stop) })
+	go func() {
+		_ = inNSErr(ns, 0, func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case r := <-reqs:
+					c, err := d.DialContext(r.ctx, r.network, r.addr)
+					r.reply <- dialResult{c, err}
+				}
+			}
+		})
+	}()
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		r := req{ctx, network, addr, make(chan dialResult, 1)}
+		select {
+		case reqs <- r:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		res := <-r.reply
+		return res.c, res.err
+	}
+}
+
+type dialResult struct {
+	c   net.Conn
+	err error
 }
 
 // nsFD opens namespace ns for APIs taking a namespace file descriptor.

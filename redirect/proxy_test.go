@@ -27,7 +27,7 @@ type seenConn struct {
 // destination, and forwards them with PassThrough (dialing with the bypass
 // mark from inside the namespace). The integrator swaps in the data plane.
 type testProxy struct {
-	t  *testing.T
+	t  testing.TB
 	mu sync.Mutex
 	// seen lists every connection in accept order.
 	seen []seenConn
@@ -51,14 +51,7 @@ func (p *testProxy) serve(tp *topo, name string, ln net.Listener) {
 			}
 			return dst, err
 		},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			var derr error
-			if err := inNSErr(tp.app, 0, func() { c, derr = MarkedDialer(DefaultBypassMark).DialContext(ctx, network, addr) }); err != nil {
-				return nil, err
-			}
-			return c, derr
-		},
+		Dial: tp.nsDialer(tp.app, MarkedDialer(DefaultBypassMark)),
 	}
 	go func() {
 		for {
