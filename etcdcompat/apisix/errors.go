@@ -23,6 +23,7 @@ type FieldError struct {
 	Rule string
 }
 
+// Error returns "path: rule" (just the rule for the whole document).
 func (e *FieldError) Error() string {
 	if e.Path == "" {
 		return e.Rule
@@ -44,6 +45,7 @@ type ValidationError struct {
 	Field *FieldError
 }
 
+// Error returns `apisix: <kind> "<id>": <path>: <rule>`.
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("apisix: ")

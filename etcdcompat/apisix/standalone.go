@@ -73,6 +73,7 @@ type StandaloneError struct {
 	Err     error
 }
 
+// Error returns `apisix: standalone: <section>[<i>] (id "<id>", line <n>): <path>: <rule>`.
 func (e *StandaloneError) Error() string {
 	var b strings.Builder
 	b.WriteString("apisix: standalone: ")

@@ -11,6 +11,14 @@
 // Objects are stored as the JSON APISIX itself writes, so a real APISIX can
 // read the same store. Decoded values are shared between goroutines and
 // must be treated as immutable once decoded.
+//
+// Entry points: Decode / NewDecoder (the store.Decoder: key -> validated
+// object), DecodeKind (one document of a kind), ParseKey / Key / InitDirs
+// (the etcd key layout), ParseVars (route vars), LoadStandalone,
+// SyncStandalone and WatchStandaloneFile (apisix.yaml), and Marshal (encode
+// and validate what a producer is about to write). Decoding fills APISIX's
+// schema defaults; an absent field and a zero value are the same thing in
+// the Go types, so a zero value encodes as "absent" and means the default.
 package apisix
 
 import "encoding/json"
@@ -81,7 +89,9 @@ type Route struct {
 }
 
 // Node is one upstream endpoint. The map form {"host:port": weight} decodes
-// into Nodes too, with Priority 0.
+// into Nodes too, with Priority 0. IPv6 hosts are always held in brackets
+// ("[::1]"). Port 0 means the port was not given (APISIX then uses the
+// scheme's default port).
 type Node struct {
 	Host     string         `json:"host"`
 	Port     int            `json:"port,omitempty"`
