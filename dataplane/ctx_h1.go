@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/expr"
 	"github.com/meshagent/meshagent/dataplane/router"
 	"github.com/meshagent/meshagent/plugins"
@@ -33,6 +34,8 @@ type h1Ctx struct {
 	remoteIP  netip.Addr
 	buf       []byte // scratch for X-Forwarded-For
 	rreq      router.Request
+	att       balancer.Attempt
+	key       []byte // chash key
 }
 
 var h1Pool = sync.Pool{New: func() any { return &h1Ctx{} }}
@@ -49,6 +52,17 @@ func acquireH1(fc *fasthttp.RequestCtx, tls bool) *h1Ctx {
 func releaseH1(c *h1Ctx) {
 	c.fc, c.rt, c.up, c.upSet, c.hostSet, c.responded, c.scheme = nil, nil, nil, false, false, false, ""
 	h1Pool.Put(c)
+}
+
+// resetAttempt prepares node picking for up: the chash key, if any, and
+// the health filter.
+func (c *h1Ctx) resetAttempt(up *upstream) {
+	if up.keySpec != nil {
+		c.key = up.keySpec.Append(c.key[:0], c.exprVars())
+		c.att.ResetBytes(c.key, up.hf)
+		return
+	}
+	c.att.Reset("", up.hf)
 }
 
 // hostNoPort appends h without its port, lowercased, to dst.

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 )
 
@@ -105,6 +106,7 @@ type Dataplane struct {
 	objs      *objects
 	objsMu    sync.Mutex
 	rebuildMu sync.Mutex
+	states    map[string]*balancer.States // guarded by rebuildMu
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -211,9 +213,17 @@ func (d *Dataplane) rebuild() {
 	objs := d.objs.clone()
 	d.objsMu.Unlock()
 	prev := d.snap.Load()
-	b := &builder{log: d.log, stats: &d.stats, prev: prev, objs: objs}
+	if d.states == nil {
+		d.states = map[string]*balancer.States{}
+	}
+	b := &builder{log: d.log, stats: &d.stats, prev: prev, objs: objs, states: d.states}
 	s := b.build()
 	d.snap.Store(s)
+	for k, up := range s.upstreams {
+		if prev == nil || prev.upstreams[k] == nil {
+			up.start()
+		}
+	}
 	d.stats.Rebuilds.Add(1)
 	d.reconcileListeners(s)
 	if prev != nil {

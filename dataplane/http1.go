@@ -226,16 +226,13 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 	if up.retryTO > 0 {
 		start = time.Now()
 	}
-	var tried uint64
+	c.resetAttempt(up)
 	var err error
 	idem := idempotent(&fc.Request)
 	for attempt := 0; attempt <= up.retries; attempt++ {
-		ni, ok := up.pick(tried)
+		ni, ok := up.picker.Pick(&c.att)
 		if !ok {
 			break
-		}
-		if ni < 64 {
-			tried |= 1 << uint(ni)
 		}
 		n := up.nodes[ni]
 		if !c.hostSet {
@@ -247,14 +244,15 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 			}
 		}
 		if attempt == 0 && ch.Has(plugins.PhaseBeforeProxy) && d.runPhase(ch, plugins.PhaseBeforeProxy, c) {
+			up.picker.Done(ni, 0)
 			return false
 		}
 		if attempt > 0 {
 			d.stats.Retries.Add(1)
 		}
-		n.inflight.Add(1)
+		t0 := time.Now()
 		err = n.hc.Do(&fc.Request, &fc.Response)
-		n.inflight.Add(-1)
+		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {
 			fc.Response.Header.ResetConnectionClose()
 			for _, k := range hopHeaders {
@@ -327,7 +325,11 @@ func equalFoldASCII(b []byte, s string) bool {
 // request to a node and copies bytes both ways until either side closes.
 func (d *Dataplane) proxyWebsocket(c *h1Ctx, up *upstream) {
 	fc := c.fc
-	ni, ok := up.pick(0)
+	c.resetAttempt(up)
+	ni, ok := up.picker.Pick(&c.att)
+	if ok {
+		defer up.picker.Done(ni, 0)
+	}
 	if !ok {
 		fc.Response.SetStatusCode(503)
 		fc.Response.SetBodyRaw(body503)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/plugins"
 )
 
@@ -127,16 +128,18 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	if up.retryTO > 0 {
 		start = time.Now()
 	}
-	var tried uint64
+	var att balancer.Attempt
+	if up.keySpec != nil {
+		att.ResetBytes(up.keySpec.Append(nil, c.exprVars()), up.hf)
+	} else {
+		att.Reset("", up.hf)
+	}
 	var resp *http.Response
 	var err error
 	for attempt := 0; attempt <= up.retries; attempt++ {
-		ni, ok := up.pick(tried)
+		ni, ok := up.picker.Pick(&att)
 		if !ok {
 			break
-		}
-		if ni < 64 {
-			tried |= 1 << uint(ni)
 		}
 		n := up.nodes[ni]
 		out.URL.Scheme = "http"
@@ -157,13 +160,20 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 			out.Host = c.r.Host
 		}
 		if attempt == 0 && ch.Has(plugins.PhaseBeforeProxy) && d.runPhase(ch, plugins.PhaseBeforeProxy, c) {
+			up.picker.Done(ni, 0)
 			d.writeH2Local(c)
 			return
 		}
 		if attempt > 0 {
 			d.stats.Retries.Add(1)
 		}
+		t0 := time.Now()
 		resp, err = rt.RoundTrip(out)
+		st := 0
+		if resp != nil {
+			st = resp.StatusCode
+		}
+		up.done(ni, t0, st, err)
 		if err == nil {
 			break
 		}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/expr"
 	"github.com/meshagent/meshagent/dataplane/router"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
@@ -123,6 +124,11 @@ type builder struct {
 	ups     map[string]*upstream // by key, this build
 	curDeps map[string]string
 	curKey  string
+	// states is the balancer state per upstream id, owned by the
+	// Dataplane and only touched by the (single) builder.
+	states   map[string]*balancer.States
+	prevByID map[string]*upstream
+	seenIDs  map[string]bool
 }
 
 // Builder is plugins.Builder for one route build.
@@ -170,15 +176,27 @@ func (m varsMatcher) Match(c plugins.Ctx) bool {
 func (b *builder) upstream(id string, u *apisix.Upstream, override *apisix.Timeout) (*upstream, error) {
 	key := upstreamKey(id, u, override)
 	if up, ok := b.ups[key]; ok {
+		b.seenIDs[id] = true
 		return up, nil
 	}
 	if b.prev != nil {
 		if up, ok := b.prev.upstreams[key]; ok {
+			b.seenIDs[id] = true
 			b.ups[key] = up
 			return up, nil
 		}
 	}
-	up, err := newUpstream(id, key, u, override)
+	st := b.states[id]
+	if st == nil {
+		st = balancer.NewStates()
+		b.states[id] = st
+	}
+	b.seenIDs[id] = true
+	env := upstreamEnv{states: st, log: b.log}
+	if p := b.prevByID[id]; p != nil {
+		env.prev = p.checker
+	}
+	up, err := newUpstream(id, key, u, override, env)
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +213,15 @@ func (b *builder) build() *snapshot {
 	}
 	b.ups = map[string]*upstream{}
 	b.upByID = map[string]*upstream{}
+	b.seenIDs = map[string]bool{}
+	b.prevByID = map[string]*upstream{}
+	if b.prev != nil {
+		for _, up := range b.prev.upstreams {
+			if up.checker != nil {
+				b.prevByID[up.id] = up
+			}
+		}
+	}
 	for _, o := range sortedObjs(b.objs.upstreams) {
 		u := o.Value.(*apisix.Upstream)
 		id := idOf(o.Key)
@@ -286,6 +313,11 @@ func (b *builder) build() *snapshot {
 		s.listeners[idOf(o.Key)] = o.Value.(*apisix.Listener)
 	}
 	s.upstreams = b.ups
+	for id := range b.states {
+		if !b.seenIDs[id] {
+			delete(b.states, id)
+		}
+	}
 	return s
 }
 

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/meshagent/meshagent/dataplane/balancer"
+	"github.com/meshagent/meshagent/dataplane/health"
 )
 
 // proxyTCP connects c to a node of up (retrying other nodes on connect
@@ -20,22 +23,32 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 		c.Close()
 		return
 	}
-	var tried uint64
+	var att balancer.Attempt
+	att.Reset("", up.hf)
 	var uc net.Conn
 	var err error
+	picked := -1
 	for attempt := 0; attempt <= up.retries; attempt++ {
-		ni, ok := up.pick(tried)
+		ni, ok := up.picker.Pick(&att)
 		if !ok {
 			break
 		}
-		if ni < 64 {
-			tried |= 1 << uint(ni)
-		}
+		t0 := time.Now()
 		uc, err = net.DialTimeout("tcp", up.nodes[ni].addr, up.to.connect)
 		if err == nil {
+			picked = ni
+			if up.checker != nil {
+				up.checker.Report(ni, 0, health.OutcomeSuccess)
+			}
 			break
 		}
+		up.done(ni, t0, 0, err)
 		d.stats.UpstreamErrors.Add(1)
+	}
+	if picked >= 0 {
+		// The connection's lifetime is not a latency sample: release the
+		// in-flight count when it ends, with no RTT.
+		defer up.picker.Done(picked, 0)
 	}
 	if uc == nil {
 		d.log.Warn("dataplane: tcp upstream unreachable", "upstream", up.id, "err", err)

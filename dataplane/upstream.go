@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
+	"github.com/meshagent/meshagent/dataplane/health"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 )
 
@@ -86,16 +89,16 @@ type upstream struct {
 	retryTO  time.Duration
 	to       timeouts
 	nodes    []*node
-	// groups are node indexes by priority, highest first; each has a
-	// smooth weighted round-robin schedule.
-	groups []group
-	h2     h2Upstream // HTTP/2 transport (grpc, h2), built on first use
-}
-
-type group struct {
-	nodes []int
-	sched []uint16
-	next  atomic.Uint64
+	// picker chooses nodes (dataplane/balancer); its per-node state
+	// (in-flight, EWMA) is shared by every runtime of the same upstream id.
+	picker balancer.Picker
+	// keySpec derives the chash key; nil for other balancers.
+	keySpec *balancer.KeySpec
+	// checker tracks node health (dataplane/health); hf is it as a
+	// balancer.Health, nil when the upstream has no checks.
+	checker *health.Checker
+	hf      balancer.Health
+	h2      h2Upstream // HTTP/2 transport (grpc, h2), built on first use
 }
 
 // UpstreamID implements plugins.Upstream.
@@ -116,8 +119,16 @@ func upstreamKey(id string, u *apisix.Upstream, override *apisix.Timeout) string
 	return id + "#" + strconv.FormatUint(h.Sum64(), 16)
 }
 
+// upstreamEnv is what newUpstream needs beyond the object: the balancer
+// state of the upstream id and the previous health checker to carry over.
+type upstreamEnv struct {
+	states *balancer.States
+	prev   *health.Checker
+	log    *slog.Logger
+}
+
 // newUpstream compiles u. override (a route timeout) replaces u.Timeout.
-func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout) (*upstream, error) {
+func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, env upstreamEnv) (*upstream, error) {
 	if u == nil {
 		return nil, fmt.Errorf("dataplane: upstream %s: missing", id)
 	}
@@ -197,8 +208,58 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout) (
 	} else {
 		up.retries = max(0, len(up.nodes)-1)
 	}
-	up.groups = buildGroups(up.nodes)
+	bnodes, err := balancer.NodesFromUpstream(u)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+	}
+	kind, err := balancer.ParseKind(u.Type)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+	}
+	if kind == balancer.CHash {
+		if up.keySpec, err = balancer.NewKeySpec(u.HashOn, u.Key); err != nil {
+			return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+		}
+	}
+	if up.picker, err = balancer.New(kind, bnodes, env.states); err != nil {
+		return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+	}
+	if u.Checks != nil {
+		targets := make([]health.Target, len(bnodes))
+		for i, n := range bnodes {
+			targets[i] = health.Target{Addr: n.Addr, Host: u.Nodes[i].Host}
+		}
+		c, err := health.New(health.Config{Targets: targets, Checks: u.Checks, Prev: env.prev, Logger: env.log})
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+		}
+		up.checker, up.hf = c, c
+	}
 	return up, nil
+}
+
+// start begins active health checks (once the upstream is published).
+func (u *upstream) start() {
+	if u.checker != nil {
+		u.checker.Start()
+	}
+}
+
+// done reports the outcome of one try on node idx to the
+// balancer and the passive health check.
+func (u *upstream) done(idx int, start time.Time, status int, err error) {
+	u.picker.Done(idx, time.Since(start))
+	if u.checker == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		u.checker.Report(idx, status, health.OutcomeResponse)
+	case isTimeout(err):
+		u.checker.Report(idx, 0, health.OutcomeTimeout)
+	default:
+		u.checker.Report(idx, 0, health.OutcomeTCPError)
+	}
 }
 
 // connectError marks a failure to establish the upstream connection; it
@@ -252,108 +313,13 @@ func idempotent(req *fasthttp.Request) bool {
 	return h.IsGet() || h.IsHead() || h.IsPut() || h.IsDelete() || h.IsOptions() || h.IsTrace()
 }
 
-func buildGroups(nodes []*node) []group {
-	prios := map[int][]int{}
-	var keys []int
-	for i, n := range nodes {
-		if _, ok := prios[n.priority]; !ok {
-			keys = append(keys, n.priority)
-		}
-		prios[n.priority] = append(prios[n.priority], i)
-	}
-	// highest priority first
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] > keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	gs := make([]group, len(keys))
-	for gi, k := range keys {
-		idx := prios[k]
-		w := make([]int, len(idx))
-		for i, ni := range idx {
-			w[i] = nodes[ni].weight
-		}
-		gs[gi].nodes = idx
-		gs[gi].sched = wrrSchedule(w)
-	}
-	return gs
-}
-
-// wrrSchedule is nginx's smooth weighted round-robin order over weights,
-// reduced by their gcd and capped in length.
-func wrrSchedule(weights []int) []uint16 {
-	g, total := 0, 0
-	for _, w := range weights {
-		g = gcd(g, max(w, 0))
-	}
-	if g == 0 {
-		return nil
-	}
-	ws := make([]int, len(weights))
-	for i, w := range weights {
-		ws[i] = max(w, 0) / g
-		total += ws[i]
-	}
-	const limit = 4096
-	if total > limit {
-		t := 0
-		for i := range ws {
-			if ws[i] > 0 {
-				ws[i] = max(1, ws[i]*limit/total)
-			}
-			t += ws[i]
-		}
-		total = t
-	}
-	cur := make([]int, len(ws))
-	out := make([]uint16, 0, total)
-	for range total {
-		best := -1
-		for i, w := range ws {
-			cur[i] += w
-			if w > 0 && (best < 0 || cur[i] > cur[best]) {
-				best = i
-			}
-		}
-		cur[best] -= total
-		out = append(out, uint16(best))
-	}
-	return out
-}
-
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
-// pick returns a node not yet in tried (a bitmask of node indexes),
-// highest priority group first, weighted round-robin inside a group.
-func (u *upstream) pick(tried uint64) (int, bool) {
-	for gi := range u.groups {
-		g := &u.groups[gi]
-		n := uint64(len(g.sched))
-		if n == 0 {
-			continue
-		}
-		start := g.next.Add(1) - 1
-		for k := uint64(0); k < n; k++ {
-			ni := g.nodes[g.sched[(start+k)%n]]
-			if ni < 64 && tried&(1<<uint(ni)) != 0 {
-				continue
-			}
-			return ni, true
-		}
-	}
-	return 0, false
-}
-
 // close releases idle pooled connections.
 func (u *upstream) close() {
 	for _, n := range u.nodes {
 		n.hc.CloseIdleConnections()
 	}
 	u.h2.close()
+	if u.checker != nil {
+		u.checker.Stop()
+	}
 }

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +99,47 @@ func TestNoUpstream503AndRouteStatus(t *testing.T) {
 	e.put("/apisix/routes/r", `{"uri":"/x","plugins":{"proxy-rewrite":{"uri":"/y"}}}`)
 	if r := e.get("/x"); r.status != 503 {
 		t.Fatalf("no upstream: status %d, want 503", r.status)
+	}
+}
+
+func TestActiveHealthCheckSkipsBadNode(t *testing.T) {
+	e := newEnv(t, nil)
+	good := backend(t, "good")
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Backend", "bad")
+		w.WriteHeader(500)
+	}))
+	t.Cleanup(bad.Close)
+	e.put("/apisix/routes/r", `{"uri":"/h","upstream":{"nodes":`+nodesJSON(good, bad.Listener.Addr().String())+`,
+		"checks":{"active":{"http_path":"/","healthy":{"interval":1,"successes":1},"unhealthy":{"interval":1,"http_failures":1}}}}}`)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		got := map[string]int{}
+		for range 6 {
+			got[e.get("/h").h.Get("X-Backend")]++
+		}
+		if got["good"] == 6 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bad node still receives traffic: %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestCHashIsSticky(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b, c := backend(t, "a"), backend(t, "b"), backend(t, "c")
+	e.put("/apisix/routes/r", `{"uri":"/c","upstream":{"type":"chash","hash_on":"header","key":"x-user","nodes":`+nodesJSON(a, b, c)+`}}`)
+	seen := map[string]string{}
+	for round := range 3 {
+		for _, user := range []string{"u1", "u2", "u3", "u4", "u5"} {
+			got := e.get("/c", "X-User", user).h.Get("X-Backend")
+			if round > 0 && seen[user] != got {
+				t.Fatalf("user %s moved from %s to %s", user, seen[user], got)
+			}
+			seen[user] = got
+		}
 	}
 }
