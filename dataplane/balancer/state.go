@@ -12,12 +12,13 @@ const decayTime = 10 * time.Second
 
 // NodeState is the per-node state that outlives a snapshot: in-flight
 // requests and the peak EWMA of response times. It is shared by every
-// Picker built with the same States and is updated atomically.
+// Picker built with the same States and is updated with atomics; two
+// samples folded at the same instant may lose one, which only delays the
+// estimate by a sample.
 type NodeState struct {
 	inflight atomic.Int64
-	mu       sync.Mutex
-	ewma     float64 // nanoseconds
-	stamp    int64   // nanotime of the last update
+	ewma     atomic.Uint64 // float64 bits, nanoseconds
+	stamp    atomic.Int64  // nanotime of the last sample, 0 = none
 }
 
 // InFlight returns the number of picked attempts not yet Done.
@@ -36,26 +37,23 @@ func (s *NodeState) observe(rtt time.Duration, now int64) {
 	if x < 0 {
 		x = 0
 	}
-	s.mu.Lock()
-	if x > s.ewma || s.stamp == 0 {
-		s.ewma = x
-	} else {
-		w := math.Exp(-float64(now-s.stamp) / float64(decayTime))
-		s.ewma = s.ewma*w + x*(1-w)
+	old, last := math.Float64frombits(s.ewma.Load()), s.stamp.Load()
+	if x <= old && last != 0 {
+		w := math.Exp(-float64(now-last) / float64(decayTime))
+		x = old*w + x*(1-w)
 	}
-	s.stamp = now
-	s.mu.Unlock()
+	s.ewma.Store(math.Float64bits(x))
+	s.stamp.Store(now)
 }
 
 // score is the EWMA decayed towards zero by the idle time, so a node that
 // was slow long ago is tried again.
 func (s *NodeState) score(now int64) float64 {
-	s.mu.Lock()
-	e, t := s.ewma, s.stamp
-	s.mu.Unlock()
+	t := s.stamp.Load()
 	if t == 0 {
 		return 0
 	}
+	e := math.Float64frombits(s.ewma.Load())
 	td := now - t
 	if td <= 0 {
 		return e
