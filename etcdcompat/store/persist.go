@@ -67,8 +67,8 @@ func parseDataFile(b []byte) (*fileData, error) {
 	if d.Revision <= 0 {
 		return nil, fmt.Errorf("revision: must be > 0, got %d", d.Revision)
 	}
-	if d.CompactRevision < 0 || d.CompactRevision > d.Revision {
-		return nil, fmt.Errorf("compact_revision: must be in [0, revision], got %d", d.CompactRevision)
+	if d.CompactRevision < -1 || d.CompactRevision > d.Revision {
+		return nil, fmt.Errorf("compact_revision: must be in [-1, revision], got %d", d.CompactRevision)
 	}
 	leases := make(map[int64]bool, len(d.Leases))
 	for i, l := range d.Leases {
