@@ -204,7 +204,7 @@ func TestChurnSmoke(t *testing.T) {
 	if len(rep.Targets) != 2 || rep.Targets[0].Name != "before" || rep.Targets[1].Name != "during" {
 		t.Fatalf("targets = %+v", rep.Targets)
 	}
-	if rep.Churn == nil || rep.Churn.Pushes != 5 {
+	if rep.Churn == nil || rep.Churn.Pushes != 5 || rep.Churn.PushErrors != 0 {
 		t.Fatalf("churn = %+v", rep.Churn)
 	}
 	t.Logf("churn: %+v; before %v errors, during %v errors", rep.Churn, rep.Targets[0].Errors, rep.Targets[1].Errors)
@@ -229,7 +229,7 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	for _, s := range rep.Scale {
 		t.Logf("%+v", s)
-		if s.Error == "" && (s.ApplyS <= 0 || s.RSSMB <= 0) {
+		if s.Error != "" || s.ApplyS <= 0 || s.RSSMB <= 0 {
 			t.Errorf("%s: %+v", s.Method, s)
 		}
 	}
