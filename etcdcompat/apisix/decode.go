@@ -44,12 +44,26 @@ var rawMessageType = reflect.TypeFor[json.RawMessage]()
 
 // decodeStrict decodes data into v (a pointer) strictly.
 func decodeStrict(data []byte, v any) error {
-	data = bytes.TrimSpace(data)
+	data = trimJSONSpace(data)
 	if err := syntaxCheck(data); err != nil {
 		return err
 	}
 	return decodeValue("", data, reflect.ValueOf(v).Elem())
 }
+
+// trimJSONSpace trims JSON whitespace (not Unicode spaces) at both ends.
+func trimJSONSpace(b []byte) []byte {
+	i, j := 0, len(b)
+	for i < j && isJSONSpace(b[i]) {
+		i++
+	}
+	for j > i && isJSONSpace(b[j-1]) {
+		j--
+	}
+	return b[i:j]
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // syntaxCheck reports malformed JSON with the offset of the error.
 func syntaxCheck(data []byte) error {

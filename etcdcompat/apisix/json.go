@@ -38,7 +38,7 @@ func (id *ID) decodeJSON(path string, raw []byte) error {
 
 // UnmarshalJSON accepts a string or a positive integer, as APISIX does.
 func (id *ID) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
+	data = trimJSONSpace(data)
 	if err := syntaxCheck(data); err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (n *Nodes) decodeJSON(path string, raw []byte) error {
 // UnmarshalJSON accepts both of APISIX's node forms: {"host:port": weight}
 // and [{"host": ..., "port": ..., "weight": ...}].
 func (n *Nodes) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
+	data = trimJSONSpace(data)
 	if err := syntaxCheck(data); err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (m PluginMetadata) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads a flat object: "id" into ID, every other key into
 // Fields.
 func (m *PluginMetadata) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
+	data = trimJSONSpace(data)
 	if err := syntaxCheck(data); err != nil {
 		return err
 	}
