@@ -236,3 +236,14 @@ func (g *Gate) release(ctx context.Context, why GateState) error {
 	close(g.done)
 	return err
 }
+
+// OpenGate opens the startup gate of m's Config in the caller's network
+// namespace: queue Config.GateQueue, timeout Config.GateTimeout, releasing
+// with m.ReleaseGate. The sidecar calls it before it binds its listeners
+// and calls Ready once it can serve.
+func (m *Manager) OpenGate() (*Gate, error) {
+	if !m.cfg.Gate {
+		return nil, fmt.Errorf("%w: gate: the config has no startup gate (set Gate / --gate)", ErrInvalidConfig)
+	}
+	return OpenGate(GateOptions{Queue: m.cfg.GateQueue, Timeout: m.cfg.GateTimeout, Release: m.ReleaseGate, Logger: m.log})
+}

@@ -153,3 +153,41 @@ func TestVerifyReportsDifferences(t *testing.T) {
 		t.Fatalf("verify after repair: %v\n%s", err, rep)
 	}
 }
+
+// TestShutdownModes: ShutdownKeep leaves the rules (init-container style),
+// ShutdownRemove takes them away (self-managed).
+func TestShutdownModes(t *testing.T) {
+	for _, mode := range []ShutdownMode{ShutdownKeep, ShutdownRemove} {
+		t.Run(mode.String(), func(t *testing.T) {
+			tp := newTopo(t)
+			before := tp.save(tp.app, IPv4)
+			cfg := DefaultConfig()
+			cfg.Shutdown = mode
+			m := mustInstall(t, tp, cfg)
+			if err := m.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_, err := m.Verify(context.Background())
+			switch mode {
+			case ShutdownKeep:
+				if err != nil {
+					t.Fatalf("rules gone after a keep shutdown: %v", err)
+				}
+			case ShutdownRemove:
+				if got := tp.save(tp.app, IPv4); got != before {
+					t.Fatalf("rules left after a remove shutdown:\n%s", got)
+				}
+			}
+		})
+	}
+}
+
+func TestManagerOpenGateNeedsGate(t *testing.T) {
+	m, err := NewManager(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.OpenGate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("OpenGate without Gate: %v", err)
+	}
+}
