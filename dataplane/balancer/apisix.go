@@ -49,6 +49,19 @@ func NodesFromUpstream(u *apisix.Upstream) ([]Node, error) {
 	return out, nil
 }
 
+// Tries returns how many nodes one request may try: 1 + retries, where an
+// unset retries means nodes-1 (APISIX), capped at the node count since a
+// node is tried at most once per request.
+func Tries(u *apisix.Upstream, nodes int) int {
+	if nodes <= 0 {
+		return 0
+	}
+	if u == nil || u.Retries == nil {
+		return nodes
+	}
+	return max(1, min(nodes, 1+*u.Retries))
+}
+
 // HashOn is where a chash key comes from (APISIX upstream hash_on).
 type HashOn int
 

@@ -88,3 +88,24 @@ func TestResetBytesSameRingPosition(t *testing.T) {
 		}
 	}
 }
+
+func TestTries(t *testing.T) {
+	zero, two, ten := 0, 2, 10
+	cases := []struct {
+		u     *apisix.Upstream
+		nodes int
+		want  int
+	}{
+		{&apisix.Upstream{}, 3, 3},
+		{nil, 4, 4},
+		{&apisix.Upstream{Retries: &zero}, 3, 1},
+		{&apisix.Upstream{Retries: &two}, 5, 3},
+		{&apisix.Upstream{Retries: &ten}, 5, 5},
+		{&apisix.Upstream{}, 0, 0},
+	}
+	for _, c := range cases {
+		if got := Tries(c.u, c.nodes); got != c.want {
+			t.Errorf("Tries(%+v, %d) = %d, want %d", c.u, c.nodes, got, c.want)
+		}
+	}
+}

@@ -10,11 +10,15 @@
 // selection: the balancer consults Checker.Healthy, and when every node is
 // unhealthy the balancer still tries them (APISIX semantics).
 //
-// Counting follows lua-resty-healthcheck: an event that agrees with the
-// node's state is ignored; otherwise its counter (successes, http
-// failures, tcp failures, timeouts) is incremented and reaching the
-// threshold flips the state and clears all counters. A threshold of 0
-// never flips. An HTTP status in neither list is ignored.
+// Counting follows lua-resty-healthcheck: an event that agrees with a
+// settled state (a success on a healthy node, a failure on an unhealthy
+// one) is ignored; otherwise its counter (successes, http failures, tcp
+// failures, timeouts) is incremented and the node enters a "mostly" state
+// that keeps its public status. Reaching a threshold settles the node in
+// the reported state and clears all counters, so a healthy node that
+// fails once and then succeeds `successes` times starts counting failures
+// from zero again. A threshold of 0 never counts. An HTTP status in
+// neither list is ignored.
 package health
 
 import (
@@ -122,9 +126,19 @@ type thresholds struct {
 	okStatuses, badStatuses                        []int
 }
 
+// Internal states of lua-resty-healthcheck: "mostly" states keep the
+// public status while counting towards the opposite one.
+const (
+	stateHealthy = iota
+	stateMostlyHealthy
+	stateMostlyUnhealthy
+	stateUnhealthy
+)
+
 type nodeState struct {
 	unhealthy atomic.Bool
 	mu        sync.Mutex
+	state     int
 	// counters: successes, http failures, tcp failures, timeouts
 	ctr     [4]int
 	probing atomic.Bool
@@ -203,7 +217,7 @@ func New(cfg Config) (*Checker, error) {
 			}
 			src, dst := p.nodes[j], c.nodes[i]
 			src.mu.Lock()
-			dst.ctr = src.ctr
+			dst.ctr, dst.state = src.ctr, src.state
 			dst.unhealthy.Store(src.unhealthy.Load())
 			src.mu.Unlock()
 		}
@@ -299,6 +313,13 @@ func (c *Checker) Report(idx int, status int, o Outcome) {
 	c.record(idx, c.passive, status, o, "passive")
 }
 
+// ReportAddr is Report by node address; unknown addresses are ignored.
+func (c *Checker) ReportAddr(addr string, status int, o Outcome) {
+	if i, ok := c.byAddr[addr]; ok {
+		c.Report(i, status, o)
+	}
+}
+
 const (
 	ctrSuccess = iota
 	ctrHTTP
@@ -329,16 +350,28 @@ func (c *Checker) record(idx int, t *thresholds, status int, o Outcome, source s
 	n := c.nodes[idx]
 	n.mu.Lock()
 	unhealthy := n.unhealthy.Load()
-	if (k == ctrSuccess) != unhealthy || limit == 0 {
-		// Agrees with the current state (or this kind never flips).
+	success := k == ctrSuccess
+	if limit == 0 || (success && n.state == stateHealthy) || (!success && n.state == stateUnhealthy) {
+		// Agrees with the settled state (or this kind never counts).
 		n.mu.Unlock()
 		return
 	}
 	n.ctr[k]++
-	flipped := n.ctr[k] >= limit
-	if flipped {
+	flipped := false
+	switch {
+	case n.ctr[k] >= limit:
 		n.ctr = [4]int{}
-		n.unhealthy.Store(!unhealthy)
+		if success {
+			n.state = stateHealthy
+		} else {
+			n.state = stateUnhealthy
+		}
+		flipped = unhealthy == success
+		n.unhealthy.Store(!success)
+	case n.state == stateHealthy:
+		n.state = stateMostlyHealthy
+	case n.state == stateUnhealthy:
+		n.state = stateMostlyUnhealthy
 	}
 	n.mu.Unlock()
 	if flipped {

@@ -223,7 +223,9 @@ func TestPassive(t *testing.T) {
 	}{
 		{"http failures reach threshold", reps(500, 0, 503, 0, 429, 0), Unhealthy},
 		{"below threshold stays healthy", reps(500, 0, 500, 0), Healthy},
-		{"successes while healthy are ignored", reps(500, 0, 200, 0, 500, 0, 500, 0), Unhealthy},
+		{"one success does not clear failures", reps(500, 0, 200, 0, 500, 0, 500, 0), Unhealthy},
+		{"successes reaching the threshold clear failures", reps(500, 0, 500, 0, 200, 0, 200, 0, 500, 0, 500, 0), Healthy},
+		{"successes on a settled healthy node are ignored", reps(200, 0, 200, 0, 200, 0, 500, 0, 500, 0, 500, 0), Unhealthy},
 		{"statuses in neither list are ignored", reps(404, 0, 404, 0, 404, 0, 404, 0), Healthy},
 		{"tcp failures", reps(0, OutcomeTCPError, 0, OutcomeTCPError), Unhealthy},
 		{"timeouts", reps(0, OutcomeTimeout, 0, OutcomeTimeout), Unhealthy},
@@ -234,8 +236,12 @@ func TestPassive(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ck := newChecker(t, Config{Targets: []Target{{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:2"}}, Checks: checks})
-			for _, r := range c.reports {
-				ck.Report(0, r.status, r.o)
+			for i, r := range c.reports {
+				if i%2 == 0 {
+					ck.Report(0, r.status, r.o)
+				} else {
+					ck.ReportAddr("127.0.0.1:1", r.status, r.o)
+				}
 			}
 			if got := ck.Status(0); got != c.want {
 				t.Fatalf("status %v, want %v", got, c.want)
