@@ -13,6 +13,11 @@ import (
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds"
+
+	// Plugins the xDS translation emits besides run.go's built-ins.
+	_ "github.com/meshagent/meshagent/plugins/proxymirror"
+	_ "github.com/meshagent/meshagent/plugins/redirect"
+	_ "github.com/meshagent/meshagent/plugins/responserewrite"
 )
 
 // xdsConfig is the xDS part of `meshagent run` (--xds and friends).

@@ -14,6 +14,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -202,4 +203,6 @@ type (
 	Listener = listenerv3.Listener
 	// RouteConfiguration is an envoy RouteConfiguration.
 	RouteConfiguration = routev3.RouteConfiguration
+	// Secret is an envoy SDS Secret.
+	Secret = tlsv3.Secret
 )
