@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,21 +90,26 @@ func TestWeightZeroNeverPicked(t *testing.T) {
 
 func chashOwners(t *testing.T, p Picker, keys int) []string {
 	owners := make([]string, keys)
+	var a Attempt
 	for i := range owners {
-		owners[i] = p.Nodes()[pickOnce(t, p, fmt.Sprintf("user-%d", i), nil)].Addr
+		a.Reset("user-"+strconv.Itoa(i), nil)
+		idx, ok := p.Pick(&a)
+		if !ok {
+			t.Fatal("no node")
+		}
+		p.Done(idx, 0)
+		owners[i] = p.Nodes()[idx].Addr
 	}
 	return owners
 }
 
 func TestCHashStableAndBalanced(t *testing.T) {
-	const n, keys = 10, 100000
-	p := mustNew(t, CHash, nodes(make([]int, n)...), nil)
-	_ = p
+	const n, keys = 10, 20000
 	ns := nodes(make([]int, n)...)
 	for i := range ns {
 		ns[i].Weight = 1
 	}
-	p = mustNew(t, CHash, ns, nil)
+	p := mustNew(t, CHash, ns, nil)
 	before := chashOwners(t, p, keys)
 	again := chashOwners(t, mustNew(t, CHash, ns, nil), keys)
 	per := map[string]int{}
