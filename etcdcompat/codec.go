@@ -1,0 +1,48 @@
+package etcdcompat
+
+import (
+	"fmt"
+
+	"github.com/golang/protobuf/proto" //nolint:staticcheck // etcd 3.5's API types are gogo/golang-protobuf v1 messages.
+)
+
+// codec is the gRPC codec for etcd's gogo-generated messages: it calls
+// their generated Marshal/Unmarshal directly (as etcd's server does) and
+// falls back to golang/protobuf for anything else (grpc health).
+type codec struct{}
+
+type gogoMessage interface {
+	Size() int
+	MarshalTo([]byte) (int, error)
+	Unmarshal([]byte) error
+}
+
+// Marshal encodes v.
+func (codec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(gogoMessage); ok {
+		b := make([]byte, m.Size())
+		n, err := m.MarshalTo(b)
+		if err != nil {
+			return nil, fmt.Errorf("etcdcompat: marshal %T: %w", v, err)
+		}
+		return b[:n], nil
+	}
+	if m, ok := v.(proto.Message); ok {
+		return proto.Marshal(m)
+	}
+	return nil, fmt.Errorf("etcdcompat: cannot marshal %T", v)
+}
+
+// Unmarshal decodes data into v.
+func (codec) Unmarshal(data []byte, v any) error {
+	if m, ok := v.(gogoMessage); ok {
+		return m.Unmarshal(data)
+	}
+	if m, ok := v.(proto.Message); ok {
+		return proto.Unmarshal(data, m)
+	}
+	return fmt.Errorf("etcdcompat: cannot unmarshal into %T", v)
+}
+
+// Name is the content subtype; "proto" keeps wire compatibility.
+func (codec) Name() string { return "proto" }
