@@ -36,6 +36,12 @@ type h1Ctx struct {
 	rreq      router.Request
 	att       balancer.Attempt
 	key       []byte // chash key
+	consumer  *plugins.Consumer
+	stash     stash
+	// pending are response headers set before the upstream answered;
+	// they are applied on top of the upstream's response.
+	pending []hdrKV
+	proxied bool
 }
 
 var h1Pool = sync.Pool{New: func() any { return &h1Ctx{} }}
@@ -50,7 +56,10 @@ func acquireH1(fc *fasthttp.RequestCtx, tls bool) *h1Ctx {
 }
 
 func releaseH1(c *h1Ctx) {
-	c.fc, c.rt, c.up, c.upSet, c.hostSet, c.responded, c.scheme = nil, nil, nil, false, false, false, ""
+	c.fc, c.rt, c.up, c.upSet, c.hostSet, c.responded, c.scheme, c.consumer = nil, nil, nil, false, false, false, "", nil
+	c.stash.reset()
+	clear(c.pending)
+	c.pending, c.proxied = c.pending[:0], false
 	h1Pool.Put(c)
 }
 
@@ -63,6 +72,21 @@ func (c *h1Ctx) resetAttempt(up *upstream) {
 		return
 	}
 	c.att.Reset("", up.hf)
+}
+
+type hdrKV struct{ k, v string }
+
+// applyPending re-applies response headers plugins set before the
+// upstream response replaced fc.Response.
+func (c *h1Ctx) applyPending() {
+	c.proxied = true
+	for _, h := range c.pending {
+		if h.v == "" {
+			c.fc.Response.Header.Del(h.k)
+		} else {
+			c.fc.Response.Header.Set(h.k, h.v)
+		}
+	}
 }
 
 // hostNoPort appends h without its port, lowercased, to dst.
@@ -186,6 +210,9 @@ func (c *h1Ctx) ResponseHeader(name string) []byte { return c.fc.Response.Header
 
 // SetResponseHeader implements plugins.Ctx.
 func (c *h1Ctx) SetResponseHeader(name, value string) {
+	if !c.proxied {
+		c.pending = append(c.pending, hdrKV{name, value})
+	}
 	if value == "" {
 		c.fc.Response.Header.Del(name)
 		return
@@ -254,6 +281,10 @@ func (v *h1Vars) Var(x expr.Var) (string, bool) {
 			return c.RouteID(), c.rt != nil
 		case "http_host":
 			return b2s(r.Header.Host()), true
+		case "consumer_name":
+			if c.consumer != nil {
+				return c.consumer.Username, true
+			}
 		}
 	}
 	return "", false

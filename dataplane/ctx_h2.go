@@ -30,6 +30,8 @@ type h2Ctx struct {
 	body      []byte
 	resp      *http.Response
 	rreq      router.Request
+	consumer  *plugins.Consumer
+	stash     stash
 }
 
 func newH2Ctx(w http.ResponseWriter, r *http.Request, tls bool) *h2Ctx {
@@ -207,6 +209,10 @@ func (v *h2Vars) Var(x expr.Var) (string, bool) {
 			return c.RouteID(), c.rt != nil
 		case "http_host":
 			return r.Host, true
+		case "consumer_name":
+			if c.consumer != nil {
+				return c.consumer.Username, true
+			}
 		}
 	}
 	return "", false

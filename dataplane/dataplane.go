@@ -240,11 +240,10 @@ func (d *Dataplane) rebuild() {
 func (os *objects) clone() *objects {
 	c := newObjects()
 	c.rev = os.rev
-	for _, p := range [][2]map[string]store.Object{{os.routes, c.routes}, {os.upstreams, c.upstreams}, {os.services, c.services},
-		{os.pluginConfigs, c.pluginConfigs}, {os.globalRules, c.globalRules}, {os.streamRoutes, c.streamRoutes},
-		{os.ssls, c.ssls}, {os.listeners, c.listeners}} {
-		for k, v := range p[0] {
-			p[1][k] = v
+	src, dst := os.all(), c.all()
+	for i := range src {
+		for k, v := range src[i] {
+			dst[i][k] = v
 		}
 	}
 	return c

@@ -258,6 +258,7 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 			for _, k := range hopHeaders {
 				fc.Response.Header.Del(k)
 			}
+			c.applyPending()
 			return true
 		}
 		d.stats.UpstreamErrors.Add(1)
@@ -273,6 +274,7 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 		}
 	}
 	fc.Response.Reset()
+	c.applyPending()
 	fc.Response.Header.SetContentType("text/html")
 	switch {
 	case err == nil:

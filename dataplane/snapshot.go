@@ -63,6 +63,8 @@ type objects struct {
 	streamRoutes  map[string]store.Object
 	ssls          map[string]store.Object
 	listeners     map[string]store.Object
+	consumers     map[string]store.Object
+	credentials   map[string]store.Object
 }
 
 func newObjects() *objects {
@@ -70,6 +72,7 @@ func newObjects() *objects {
 		routes: map[string]store.Object{}, upstreams: map[string]store.Object{}, services: map[string]store.Object{},
 		pluginConfigs: map[string]store.Object{}, globalRules: map[string]store.Object{}, streamRoutes: map[string]store.Object{},
 		ssls: map[string]store.Object{}, listeners: map[string]store.Object{},
+		consumers: map[string]store.Object{}, credentials: map[string]store.Object{},
 	}
 }
 
@@ -93,9 +96,13 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 		m = os.ssls
 	case *apisix.Listener:
 		m = os.listeners
+	case *apisix.Consumer:
+		m = os.consumers
+	case *apisix.Credential:
+		m = os.credentials
 	case nil:
 		if deleted {
-			for _, mm := range []map[string]store.Object{os.routes, os.upstreams, os.services, os.pluginConfigs, os.globalRules, os.streamRoutes, os.ssls, os.listeners} {
+			for _, mm := range os.all() {
 				delete(mm, key)
 			}
 		}
@@ -112,6 +119,12 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 	m[key] = o
 }
 
+// all lists the per-kind maps.
+func (os *objects) all() []map[string]store.Object {
+	return []map[string]store.Object{os.routes, os.upstreams, os.services, os.pluginConfigs, os.globalRules,
+		os.streamRoutes, os.ssls, os.listeners, os.consumers, os.credentials}
+}
+
 func idOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
 
 // builder compiles snapshots. It is used by one goroutine.
@@ -126,9 +139,10 @@ type builder struct {
 	curKey  string
 	// states is the balancer state per upstream id, owned by the
 	// Dataplane and only touched by the (single) builder.
-	states   map[string]*balancer.States
-	prevByID map[string]*upstream
-	seenIDs  map[string]bool
+	states    map[string]*balancer.States
+	prevByID  map[string]*upstream
+	seenIDs   map[string]bool
+	consumers []*plugins.Consumer
 }
 
 // Builder is plugins.Builder for one route build.
@@ -150,6 +164,12 @@ func (p pluginBuilder) InlineUpstream(key string, raw json.RawMessage) (plugins.
 	}
 	return p.b.upstream(p.b.curKey+"/"+key, &u, nil)
 }
+
+// Scope implements plugins.ScopeSource.
+func (p pluginBuilder) Scope() string { return p.b.curKey }
+
+// Consumers implements plugins.ConsumerSource.
+func (p pluginBuilder) Consumers() []*plugins.Consumer { return p.b.consumers }
 
 func (p pluginBuilder) Vars(raw json.RawMessage) (plugins.VarsMatcher, error) {
 	e, err := expr.Compile(raw)
@@ -232,14 +252,17 @@ func (b *builder) build() *snapshot {
 		}
 		b.upByID[id] = up
 	}
+	var gfpConsumers string
+	b.consumers, gfpConsumers = buildConsumers(b.objs)
 	// Global rules: each built independently; a bad one keeps nothing of
 	// itself (it never compiled) but never blocks the rest.
 	var global []plugins.Entry
 	var gfp strings.Builder
+	gfp.WriteString(gfpConsumers)
 	for _, o := range sortedObjs(b.objs.globalRules) {
 		g := o.Value.(*apisix.GlobalRule)
 		fmt.Fprintf(&gfp, "%s@%d,", o.Key, o.ModRevision)
-		b.curDeps, b.curKey = map[string]string{}, "global/"+idOf(o.Key)
+		b.curDeps, b.curKey = map[string]string{}, "global_rule/"+idOf(o.Key)
 		es, err := b.entries(g.Plugins)
 		if err != nil {
 			b.reject("global_rule", idOf(o.Key), err)
@@ -319,6 +342,43 @@ func (b *builder) build() *snapshot {
 		}
 	}
 	return s
+}
+
+// buildConsumers returns the consumers sorted by username, with their
+// credentials' plugins merged in, and a fingerprint of their revisions
+// (filters capture consumers at build time, so routes rebuild on change).
+func buildConsumers(objs *objects) ([]*plugins.Consumer, string) {
+	var fp strings.Builder
+	byName := map[string]*plugins.Consumer{}
+	var out []*plugins.Consumer
+	for _, o := range sortedObjs(objs.consumers) {
+		c := o.Value.(*apisix.Consumer)
+		pc := &plugins.Consumer{Username: c.Username, GroupID: string(c.GroupID), Plugins: map[string]json.RawMessage{}}
+		for n, v := range c.Plugins {
+			pc.Plugins[n] = v
+		}
+		byName[c.Username] = pc
+		out = append(out, pc)
+		fmt.Fprintf(&fp, "c:%s@%d,", o.Key, o.ModRevision)
+	}
+	for _, o := range sortedObjs(objs.credentials) {
+		// <prefix>/consumers/<username>/credentials/<id>
+		parts := strings.Split(o.Key, "/")
+		if len(parts) < 3 {
+			continue
+		}
+		pc := byName[parts[len(parts)-3]]
+		if pc == nil {
+			continue
+		}
+		for n, v := range o.Value.(*apisix.Credential).Plugins {
+			if _, ok := pc.Plugins[n]; !ok {
+				pc.Plugins[n] = v
+			}
+		}
+		fmt.Fprintf(&fp, "k:%s@%d,", o.Key, o.ModRevision)
+	}
+	return out, fp.String()
 }
 
 func (b *builder) reject(kind, id string, err error) {
