@@ -33,6 +33,7 @@ func TestCaptureOutbound(t *testing.T) {
 	httpServer(t, tp.listenIn(tp.srv, "tcp", ":8080"))
 	echoServer(tp.listenIn(tp.app, "tcp4", "127.0.0.1:7000"))
 	echoServer(tp.listenIn(tp.app, "tcp6", "[::1]:7000"))
+	echoServer(tp.listenIn(tp.app, "tcp", ":7001")) // the app's own service port
 
 	cfg := DefaultConfig()
 	cfg.ExcludeOutboundPorts = []uint16{9001}
@@ -43,6 +44,7 @@ func TestCaptureOutbound(t *testing.T) {
 	p := &testProxy{t: t}
 	// One dual-stack listener: IPv4 connections arrive IPv4-mapped.
 	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	p.serve(tp, "inbound", tp.listenIn(tp.app, "tcp", ":15006"))
 
 	v4, v6 := func(port string) string { return srvIP4 + ":" + port }, func(port string) string { return "[" + srvIP6 + "]:" + port }
 	for _, tc := range []struct {
@@ -51,19 +53,25 @@ func TestCaptureOutbound(t *testing.T) {
 		dialer   *net.Dialer
 		addr     string
 		captured bool
+		listener string // which proxy listener must see it; "" means "outbound"
 	}{
-		{"ipv4", 0, nil, v4("9000"), true},
-		{"ipv6", 0, nil, v6("9000"), true},
-		{"excluded-port-ipv4", 0, nil, v4("9001"), false},
-		{"excluded-port-ipv6", 0, nil, v6("9001"), false},
-		{"excluded-cidr", 0, nil, srv2IP + ":9000", false},
-		{"excluded-uid", 2000, nil, v4("9000"), false},
-		{"proxy-uid", DefaultProxyUID, nil, v4("9000"), false},
-		{"proxy-uid-ipv6", DefaultProxyUID, nil, v6("9000"), false},
-		{"bypass-mark", 0, MarkedDialer(DefaultBypassMark), v4("9000"), false},
-		{"other-uid-captured", 3000, nil, v4("9000"), true},
-		{"loopback-ipv4", 0, nil, "127.0.0.1:7000", false},
-		{"loopback-ipv6", 0, nil, "[::1]:7000", false},
+		{"ipv4", 0, nil, v4("9000"), true, ""},
+		{"ipv6", 0, nil, v6("9000"), true, ""},
+		{"excluded-port-ipv4", 0, nil, v4("9001"), false, ""},
+		{"excluded-port-ipv6", 0, nil, v6("9001"), false, ""},
+		{"excluded-cidr", 0, nil, srv2IP + ":9000", false, ""},
+		{"excluded-uid", 2000, nil, v4("9000"), false, ""},
+		{"proxy-uid", DefaultProxyUID, nil, v4("9000"), false, ""},
+		{"proxy-uid-ipv6", DefaultProxyUID, nil, v6("9000"), false, ""},
+		{"bypass-mark", 0, MarkedDialer(DefaultBypassMark), v4("9000"), false, ""},
+		{"other-uid-captured", 3000, nil, v4("9000"), true, ""},
+		{"loopback-ipv4", 0, nil, "127.0.0.1:7000", false, ""},
+		{"loopback-ipv6", 0, nil, "[::1]:7000", false, ""},
+		{"app-to-own-address", 0, nil, appIP4 + ":7001", false, ""},
+		{"app-to-own-address-ipv6", 0, nil, "[" + appIP6 + "]:7001", false, ""},
+		// The proxy calling the pod's own address is inbound traffic.
+		{"proxy-to-own-address", DefaultProxyUID, nil, appIP4 + ":7001", true, "inbound"},
+		{"proxy-to-own-address-ipv6", DefaultProxyUID, nil, "[" + appIP6 + "]:7001", true, "inbound"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.count()
@@ -83,6 +91,13 @@ func TestCaptureOutbound(t *testing.T) {
 				if got := p.last().origDst.String(); got != tc.addr {
 					t.Fatalf("original destination %s, want %s", got, tc.addr)
 				}
+				want := tc.listener
+				if want == "" {
+					want = "outbound"
+				}
+				if got := p.last().listener; got != want {
+					t.Fatalf("captured by the %s listener, want %s", got, want)
+				}
 			} else if n != 0 {
 				t.Fatalf("connection to %s was captured (%+v), want bypass", tc.addr, p.last())
 			}
@@ -100,10 +115,12 @@ func TestCaptureOutbound(t *testing.T) {
 	}
 }
 
-// inboundServers starts the app's servers: 8080 captured, 8081 excluded.
+// inboundServers starts the app's servers: 8080 captured, 8081 excluded,
+// 8082 not in the include list.
 func inboundServers(tp *topo) {
-	echoServer(tp.listenIn(tp.app, "tcp", ":8080"))
-	echoServer(tp.listenIn(tp.app, "tcp", ":8081"))
+	for _, port := range []string{":8080", ":8081", ":8082"} {
+		echoServer(tp.listenIn(tp.app, "tcp", port))
+	}
 }
 
 // checkInbound dials the app from the server namespace and checks capture.
@@ -118,6 +135,8 @@ func checkInbound(t *testing.T, tp *topo, p *testProxy, tproxy bool) {
 		{"ipv6", "[" + appIP6 + "]:8080", srvIP6, true},
 		{"excluded-port", appIP4 + ":8081", srvIP4, false},
 		{"excluded-port-ipv6", "[" + appIP6 + "]:8081", srvIP6, false},
+		{"not-included-port", appIP4 + ":8082", srvIP4, false},
+		{"not-included-port-ipv6", "[" + appIP6 + "]:8082", srvIP6, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.count()
@@ -165,6 +184,7 @@ func TestCaptureInboundRedirect(t *testing.T) {
 	inboundServers(tp)
 	cfg := DefaultConfig()
 	cfg.ExcludeInboundPorts = []uint16{8081}
+	cfg.IncludeInboundPorts = []uint16{8080, 8081}
 	mustInstall(t, tp, cfg)
 	p := &testProxy{t: t}
 	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
@@ -181,6 +201,7 @@ func TestCaptureInboundTProxy(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.InboundMode = InboundTProxy
 	cfg.ExcludeInboundPorts = []uint16{8081}
+	cfg.IncludeInboundPorts = []uint16{8080, 8081}
 	mustInstall(t, tp, cfg)
 	p := &testProxy{t: t}
 	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))

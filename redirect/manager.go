@@ -51,9 +51,10 @@ func (r ExecRunner) Run(ctx context.Context, stdin []byte, name string, args ...
 	return stdout.Bytes(), nil
 }
 
-// Manager installs, verifies and removes the rules of one Config. Its
-// methods are not safe for concurrent use (iptables itself serialises
-// writers with its lock; two Managers on one namespace race on content).
+// Manager installs, verifies and removes the rules of one Config. It holds
+// no mutable state, so its methods may be called from several goroutines
+// (a Gate's timeout calls ReleaseGate); iptables serialises the writes, but
+// concurrent Install and Remove calls still race on what ends up installed.
 type Manager struct {
 	cfg  Config
 	plan *Plan
