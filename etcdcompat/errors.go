@@ -28,6 +28,9 @@ var storeErrors = []struct {
 	{store.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
 	{store.ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{store.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{store.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{store.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{store.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{store.ErrClosed, rpctypes.ErrGRPCStopped},
 }
 
