@@ -4,6 +4,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"io"
+	"net/http"
 )
 
 // remapPorts rewrites every SocketAddress port in m found in remap.
@@ -30,4 +32,9 @@ func remapPorts(m proto.Message, remap map[uint32]uint32) {
 		})
 	}
 	walk(m.ProtoReflect())
+}
+
+func readAll(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
