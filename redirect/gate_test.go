@@ -3,6 +3,7 @@ package redirect
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,10 +32,10 @@ func openGate(t *testing.T, tp *topo, m *Manager, timeout time.Duration) *Gate {
 	return g
 }
 
-// TestGateHoldsUntilReady: a connection opened before the gate is even
-// bound is held and succeeds once the proxy is ready; afterwards the gate
-// rule is gone, so with the proxy killed a new connection fails at once
-// instead of hanging on a queue nobody reads.
+// TestGateHoldsUntilReady: a connection opened before the sidecar process
+// has even bound the gate's queue is held and succeeds once the sidecar is
+// ready; afterwards the gate rule is gone, so with the sidecar killed a new
+// connection fails at once instead of hanging on a queue nobody reads.
 func TestGateHoldsUntilReady(t *testing.T) {
 	tp := newTopo(t)
 	httpServer(t, tp.listenIn(tp.srv, "tcp", ":8080"))
@@ -52,41 +53,22 @@ func TestGateHoldsUntilReady(t *testing.T) {
 		resc <- result{body, err, time.Now()}
 	}()
 	// The first SYN meets an unbound queue and is dropped; TCP retransmits
-	// it after about one second, by which time the gate holds it.
+	// it after about one second, by which time the sidecar's gate holds it.
 	time.Sleep(200 * time.Millisecond)
-	g := openGate(t, tp, m, 0)
-	deadline := time.Now().Add(4 * time.Second)
-	for g.Held() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("gate held no packet within 4 s (seen %d)", g.Seen())
-		}
-		select {
-		case r := <-resc:
-			t.Fatalf("connection finished before the gate released it: %q %v", r.body, r.err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	select {
+	case r := <-resc:
+		t.Fatalf("connection finished with no sidecar running: %q %v", r.body, r.err)
+	default:
 	}
-	// The proxy binds only now, then reports readiness.
-	p := &testProxy{t: t}
-	ln := tp.listenIn(tp.app, "tcp", ":15001")
-	p.serve(tp, "outbound", ln)
-	readyAt := time.Now()
-	if err := g.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sidecar := startHelper(t, tp.app, "gate-proxy", "GATE_QUEUE="+strconv.Itoa(int(m.Config().GateQueue)))
+	sidecar.expect(t, "bound", 5*time.Second)
+	held := sidecar.expect(t, "holding", 6*time.Second)
+	sidecar.expect(t, "ready", 5*time.Second)
 	r := <-resc
-	if r.err != nil || !strings.HasPrefix(r.body, "hello from=") {
+	if r.err != nil || !strings.HasPrefix(r.body, "hello from="+appIP4+":") {
 		t.Fatalf("held connection: %q %v", r.body, r.err)
 	}
-	if r.at.Before(readyAt) {
-		t.Fatal("held connection completed before Ready")
-	}
-	if p.count() != 1 || p.last().origDst.String() != srvIP4+":8080" {
-		t.Fatalf("proxy saw %d connections, last %+v", p.count(), p.last())
-	}
-	if g.State() != GateReleased {
-		t.Fatalf("state %v", g.State())
-	}
+	t.Logf("sidecar reported %q; the connection completed after readiness", held)
 
 	// The gate rule is gone; everything else is in place.
 	for _, f := range []Family{IPv4, IPv6} {
@@ -99,15 +81,69 @@ func TestGateHoldsUntilReady(t *testing.T) {
 		t.Fatalf("verify after release: %v %+v", err, rep)
 	}
 
-	// Kill the proxy: a new connection is refused at once.
-	ln.Close()
+	// Kill the sidecar: a new connection is refused at once.
+	sidecar.kill()
 	start := time.Now()
 	_, err = tp.dialIn(tp.app, 0, nil, srvIP4+":8080")
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("dial with the proxy gone: %v, want connection refused", err)
+		t.Fatalf("dial with the sidecar killed: %v, want connection refused", err)
 	}
 	if d := time.Since(start); d > time.Second { // a dropped SYN would retry after 1 s, then time out at 5 s
 		t.Fatalf("refusal took %v; the connection hung", d)
+	}
+}
+
+// TestGateInProcess drives the same sequence with the gate bound from this
+// process (NetNS option) and checks Held, State and the ordering.
+func TestGateInProcess(t *testing.T) {
+	tp := newTopo(t)
+	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	m := mustInstall(t, tp, gateConfig())
+	g := openGate(t, tp, m, 0)
+	type result struct {
+		reply string
+		err   error
+		at    time.Time
+	}
+	resc := make(chan result, 1)
+	go func() {
+		c, err := tp.dialIn(tp.app, 0, nil, srvIP4+":9000")
+		if err != nil {
+			resc <- result{"", err, time.Now()}
+			return
+		}
+		reply, err := echo(c, "held")
+		resc <- result{reply, err, time.Now()}
+	}()
+	for deadline := time.Now().Add(4 * time.Second); g.Held() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gate held no packet (seen %d)", g.Seen())
+		}
+	}
+	if g.State() != GateHolding {
+		t.Fatalf("state %v", g.State())
+	}
+	p := &testProxy{t: t}
+	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	time.Sleep(100 * time.Millisecond) // still held: no verdict yet
+	select {
+	case r := <-resc:
+		t.Fatalf("connection completed before Ready: %+v", r)
+	default:
+	}
+	readyAt := time.Now()
+	if err := g.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := <-resc
+	if r.err != nil || !strings.HasPrefix(r.reply, "echo held") || r.at.Before(readyAt) {
+		t.Fatalf("held connection: %+v (ready at %v)", r, readyAt)
+	}
+	if g.State() != GateReleased || p.count() != 1 || p.last().origDst.String() != srvIP4+":9000" {
+		t.Fatalf("state %v, proxy saw %d, last %+v", g.State(), p.count(), p.last())
+	}
+	if err := g.Ready(context.Background()); err != nil { // idempotent
+		t.Fatal(err)
 	}
 }
 

@@ -162,7 +162,7 @@ func (tp *topo) dialIn(ns string, fsuid int, d *net.Dialer, addr string) (net.Co
 	if d == nil {
 		d = &net.Dialer{}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var c net.Conn
 	var err error

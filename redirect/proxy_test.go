@@ -130,7 +130,7 @@ func (tp *topo) httpGet(ns, addr string) (string, error) {
 		return tp.dialIn(ns, 0, nil, a)
 	}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	resp, err := cl.Get("http://" + addr + "/")
 	if err != nil {
 		return "", err
