@@ -147,6 +147,9 @@ var revFields = map[string]bool{"revision": true, "create_revision": true, "mod_
 // is not JSON).
 func (s *side) normJSON(b []byte) string {
 	var v any
+	if !json.Valid(b) {
+		return "RAW " + strconv.Quote(string(b))
+	}
 	d := json.NewDecoder(strings.NewReader(string(b)))
 	d.UseNumber()
 	if err := d.Decode(&v); err != nil {
