@@ -212,3 +212,26 @@ func FuzzParseCIDRs(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseIDs(f *testing.F) {
+	for _, s := range []string{"", "0", "1337,2000", "4294967295", "-1", "a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := ParseIDs(s)
+		if err != nil {
+			return
+		}
+		var parts []string
+		for _, id := range ids {
+			if id == 1<<32-1 {
+				t.Fatalf("ParseIDs(%q) accepted the invalid id -1", s)
+			}
+			parts = append(parts, strconv.FormatUint(uint64(id), 10))
+		}
+		again, err := ParseIDs(strings.Join(parts, ","))
+		if err != nil || !reflect.DeepEqual(again, ids) {
+			t.Fatalf("round trip of %v: %v %v", ids, again, err)
+		}
+	})
+}

@@ -117,7 +117,7 @@ func installInput(rs *Ruleset, cur saved) string {
 				fmt.Fprintf(&body, ":%s - [0:0]\n", c.Chain)
 			}
 		}
-		if len(want) > 0 && cur[t] == nil || cur.hasChain(t, ChainTableMarker) {
+		if (len(want) > 0 && cur[t] == nil) || cur.hasChain(t, ChainTableMarker) {
 			// We create this table (or created it earlier): mark it so
 			// Remove deletes it again.
 			want[ChainTableMarker] = true
