@@ -69,15 +69,15 @@ func Register(s Spec, log *slog.Logger) (*Registered, error) {
 	default:
 		return nil, fmt.Errorf("external plugin %s: phase %q: want rewrite or access", s.Name, s.Phase)
 	}
-	if _, dup := plugins.Lookup(s.Name); dup {
-		return nil, fmt.Errorf("external plugin %s: name already used by a built-in plugin", s.Name)
+	if s.Name == "" || s.Path == "" {
+		return nil, fmt.Errorf("external plugin %q: name and path are required", s.Name)
 	}
 	p, startErr := Start(Config{Name: s.Name, Path: s.Path, Args: s.Args, Env: s.Env, Logger: log})
 	if p == nil {
 		return nil, startErr
 	}
 	r := &Registered{Spec: s, Process: p, Stats: &Stats{}}
-	plugins.Register(plugins.Plugin{Name: s.Name, Priority: s.Priority, New: func(cfg json.RawMessage, _ plugins.Builder) (any, error) {
+	if err := register(plugins.Plugin{Name: s.Name, Priority: s.Priority, New: func(cfg json.RawMessage, _ plugins.Builder) (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		c, err := p.Configure(ctx, cfg)
@@ -90,8 +90,23 @@ func Register(s Spec, log *slog.Logger) (*Registered, error) {
 			return rewriteFilter{f}, nil
 		}
 		return accessFilter{f}, nil
-	}})
+	}}); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("external plugin %s: %w", s.Name, err)
+	}
 	return r, startErr
+}
+
+// register turns plugins.Register's panics (duplicate name, registry
+// already in use) into errors: configuration mistakes, not bugs.
+func register(p plugins.Plugin) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	plugins.Register(p)
+	return nil
 }
 
 type filter struct {

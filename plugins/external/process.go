@@ -131,6 +131,14 @@ func Start(cfg Config) (*Process, error) {
 // State reports the child's current state.
 func (p *Process) State() State { return State(p.state.Load()) }
 
+// PID is the running child's process id, or 0 while none runs.
+func (p *Process) PID() int {
+	if c := p.cur.Load(); c != nil {
+		return c.cmd.Process.Pid
+	}
+	return 0
+}
+
 // Restarts counts the child's restarts after the first start.
 func (p *Process) Restarts() int64 { return p.restarts.Load() }
 

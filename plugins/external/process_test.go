@@ -2,7 +2,6 @@ package external_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshagent/meshagent/plugins/examples/goheader/header"
 	"github.com/meshagent/meshagent/plugins/external"
 	"github.com/meshagent/meshagent/plugins/external/pluginv1"
 	"github.com/meshagent/meshagent/plugins/external/sdk"
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	case "":
 		os.Exit(m.Run())
 	case "good":
-		sdk.Serve(headerPlugin())
+		sdk.Serve(header.Plugin())
 	case "garbage":
 		fmt.Println("hello, I am not a handshake")
 		time.Sleep(10 * time.Second)
@@ -36,37 +36,6 @@ func TestMain(m *testing.M) {
 		time.Sleep(30 * time.Second)
 	}
 	os.Exit(0)
-}
-
-type headerConf struct {
-	Header string `json:"header"`
-	Value  string `json:"value"`
-	Deny   string `json:"deny_path"`
-}
-
-// headerPlugin sets a header and answers 403 for one path.
-func headerPlugin() sdk.Plugin {
-	return sdk.Plugin{
-		Configure: func(_ string, raw []byte) (any, error) {
-			var c headerConf
-			dec := json.NewDecoder(strings.NewReader(string(raw)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&c); err != nil {
-				return nil, fmt.Errorf("config: %w", err)
-			}
-			if c.Header == "" {
-				return nil, errors.New("config: header: required")
-			}
-			return &c, nil
-		},
-		RequestHeaders: func(conf any, r *pluginv1.HTTPRequest) (*pluginv1.Mutation, error) {
-			c := conf.(*headerConf)
-			if c.Deny != "" && r.Path == c.Deny {
-				return &pluginv1.Mutation{Status: 403, Body: []byte("denied by plugin")}, nil
-			}
-			return &pluginv1.Mutation{SetHeaders: []*pluginv1.Header{{Key: c.Header, Value: c.Value}}}, nil
-		},
-	}
 }
 
 func self(t testing.TB) string {

@@ -166,12 +166,23 @@ func (r *Response) JSON(t testing.TB, v any) {
 	}
 }
 
-// Do sends a request through the data plane. headers are "Name: value".
+// Do sends a request through the data plane, failing the test on a
+// transport error. headers are "Name: value". Call it from the test's
+// goroutine; load loops use TryDo.
 func (e *Env) Do(method, path string, headers ...string) *Response {
 	e.T.Helper()
+	r, err := e.TryDo(method, path, headers...)
+	if err != nil {
+		e.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// TryDo sends a request through the data plane; safe from any goroutine.
+func (e *Env) TryDo(method, path string, headers ...string) (*Response, error) {
 	req, err := http.NewRequest(method, "http://"+e.Addr+path, nil)
 	if err != nil {
-		e.T.Fatal(err)
+		return nil, err
 	}
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ":")
@@ -183,11 +194,14 @@ func (e *Env) Do(method, path string, headers ...string) *Response {
 	}
 	resp, err := e.Client.Do(req)
 	if err != nil {
-		e.T.Fatalf("%s %s: %v", method, path, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
 }
 
 // Listen returns a loopback listener (for extra backends).
