@@ -118,16 +118,22 @@ func (l *listener) handle(c net.Conn) {
 		d.serveSniffed(c, "", nil, false)
 	case kindStream:
 		s := d.snap.Load()
-		dst := localAddrPort(c)
-		var sr *streamRoute
-		if s != nil {
-			sr = s.findStream(int(dst.Port()), "", "")
+		if s == nil {
+			c.Close()
+			return
 		}
+		sc := streamConn{local: localAddrPort(c), remote: remoteAddrPort(c).Addr()}
+		var conn net.Conn = c
+		if s.needsSNI() {
+			pc, res := sniff(c, d.opts.SniffTimeout)
+			conn, sc.sni = pc, res.sni
+		}
+		sr := s.findStream(sc)
 		if sr == nil {
 			c.Close()
 			return
 		}
-		d.proxyTCP(c, sr.up)
+		d.proxyTCP(conn, sr.up)
 	case kindStore:
 		ct := l.chains.Load()
 		dst := localAddrPort(c)
@@ -205,7 +211,7 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 		s := d.snap.Load()
 		var sr *streamRoute
 		if s != nil && fc.fc.StreamRouteID != "" {
-			sr = s.findStream(0, "", string(fc.fc.StreamRouteID))
+			sr = s.streamByID(string(fc.fc.StreamRouteID))
 		}
 		if sr == nil {
 			if fc.fc.StreamRouteID == "" {

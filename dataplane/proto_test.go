@@ -296,4 +296,36 @@ func selfSigned(t *testing.T, names ...string) (string, string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
 
-var _ = bufio.NewReader
+
+
+func TestStreamRouteMatching(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.StreamListen = "127.0.0.1:0" })
+	one, two := tcpEcho(t, "one\n"), tcpEcho(t, "two\n")
+	_, port, _ := net.SplitHostPort(e.stream)
+	// Routes are tried in id order; the first whose conditions match wins.
+	e.put("/apisix/stream_routes/a-sni", `{"sni":"a.test","upstream":{"nodes":`+nodesJSON(one)+`}}`)
+	e.put("/apisix/stream_routes/b-remote", `{"remote_addr":"10.0.0.0/8","upstream":{"nodes":`+nodesJSON(one)+`}}`)
+	e.put("/apisix/stream_routes/c-port", `{"server_port":`+port+`,"upstream":{"nodes":`+nodesJSON(two)+`}}`)
+	greet := func(tlsSNI string) string {
+		c, err := net.Dial("tcp", e.stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if tlsSNI != "" {
+			c.Write(clientHello(t, tlsSNI, nil))
+		}
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return line
+	}
+	if got := greet("a.test"); got != "one\n" {
+		t.Fatalf("sni a.test: %q", got)
+	}
+	if got := greet(""); got != "two\n" {
+		t.Fatalf("no sni, loopback client: %q", got)
+	}
+	if got := greet("b.test"); got != "two\n" {
+		t.Fatalf("other sni: %q", got)
+	}
+}

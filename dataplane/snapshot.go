@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -37,7 +38,16 @@ type streamRoute struct {
 	obj        *apisix.StreamRoute
 	up         *upstream
 	serverPort int
+	serverAddr netip.Addr    // invalid: any
+	remote     *netip.Prefix // nil: any
 	sni        string
+}
+
+// streamConn is what stream route matching looks at.
+type streamConn struct {
+	local  netip.AddrPort
+	remote netip.Addr
+	sni    string
 }
 
 // snapshot is an immutable compiled view of the store. Requests load it
@@ -525,23 +535,58 @@ func (b *builder) streamRoute(id string, sr *apisix.StreamRoute) (*streamRoute, 
 	if err != nil {
 		return nil, err
 	}
-	return &streamRoute{id: id, obj: sr, up: up, serverPort: sr.ServerPort, sni: strings.ToLower(sr.SNI)}, nil
+	out := &streamRoute{id: id, obj: sr, up: up, serverPort: sr.ServerPort, sni: strings.ToLower(sr.SNI)}
+	if sr.ServerAddr != "" {
+		a, err := netip.ParseAddr(sr.ServerAddr)
+		if err != nil {
+			return nil, fmt.Errorf("field \"server_addr\": %w", err)
+		}
+		out.serverAddr = a.Unmap()
+	}
+	if sr.RemoteAddr != "" {
+		p, err := parsePrefix(sr.RemoteAddr)
+		if err != nil {
+			return nil, fmt.Errorf("field \"remote_addr\": %w", err)
+		}
+		out.remote = &p
+	}
+	return out, nil
 }
 
-// findStream returns the first stream route matching the local port and
-// SNI (APISIX checks server_port, server_addr, remote_addr, sni).
-func (s *snapshot) findStream(port int, sni string, id string) *streamRoute {
+// needsSNI reports whether any stream route matches on SNI.
+func (s *snapshot) needsSNI() bool {
 	for _, r := range s.streamRoutes {
-		if id != "" {
-			if r.id == id {
-				return r
-			}
+		if r.sni != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// streamByID returns the stream route id (listener filter chains).
+func (s *snapshot) streamByID(id string) *streamRoute {
+	for _, r := range s.streamRoutes {
+		if r.id == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// findStream returns the first stream route (by id order) whose
+// server_port, server_addr, remote_addr and sni all match c.
+func (s *snapshot) findStream(c streamConn) *streamRoute {
+	for _, r := range s.streamRoutes {
+		if r.serverPort != 0 && r.serverPort != int(c.local.Port()) {
 			continue
 		}
-		if r.serverPort != 0 && r.serverPort != port {
+		if r.serverAddr.IsValid() && r.serverAddr != c.local.Addr().Unmap() {
 			continue
 		}
-		if r.sni != "" && r.sni != strings.ToLower(sni) {
+		if r.remote != nil && !r.remote.Contains(c.remote.Unmap()) {
+			continue
+		}
+		if r.sni != "" && r.sni != strings.ToLower(c.sni) {
 			continue
 		}
 		return r
