@@ -213,3 +213,41 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNew compiles routes from random uri, host and remote address strings:
+// New either rejects them with ErrInvalidRoute or builds a router that
+// matches a request for the route's own literal path and host.
+func FuzzNew(f *testing.F) {
+	for _, s := range [][3]string{{"/a/*/b", "*.x.com", "10.0.0.0/8"}, {"*", "*", "::1"}, {"/:x/*", "h:80", ""}, {"", "", ""}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, uri, host, addr string) {
+		rt := Route[int]{ID: "f", URIs: []string{uri}}
+		if host != "" {
+			rt.Hosts = []string{host}
+		}
+		if addr != "" {
+			rt.RemoteAddrs = []string{addr}
+		}
+		r, err := New([]Route[int]{rt})
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRoute) {
+				t.Fatalf("error %v does not wrap ErrInvalidRoute", err)
+			}
+			return
+		}
+		if strings.Contains(uri, "*") || strings.Contains(host, "*") {
+			r.Match(&Request{Path: uri, Host: host, HostHeader: host, Method: "GET"})
+			return
+		}
+		ra := netip.Addr{}
+		if addr != "" {
+			p, _ := expr.ParsePrefix(addr)
+			ra = p.Addr()
+		}
+		h := strings.ToLower(host)
+		if _, ok := r.Match(&Request{Path: uri, Host: h, HostHeader: h, Method: "GET", RemoteAddr: ra}); !ok {
+			t.Fatalf("route %q host %q addr %q does not match its own literal request", uri, host, addr)
+		}
+	})
+}
