@@ -296,8 +296,6 @@ func selfSigned(t *testing.T, names ...string) (string, string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
 }
 
-
-
 func TestStreamRouteMatching(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.StreamListen = "127.0.0.1:0" })
 	one, two := tcpEcho(t, "one\n"), tcpEcho(t, "two\n")
