@@ -68,7 +68,8 @@ func (s *memStore) Watch(ctx context.Context, o WatchOptions) (Watcher, error) {
 	}
 	w.next = s.rev + 1
 	if o.StartRevision > 0 {
-		w.next = o.StartRevision
+		// Nothing happened at or before baseRev that history could hold.
+		w.next = max(o.StartRevision, s.baseRev+1)
 	}
 	w.replayTo = s.rev
 	s.watchMu.Lock()
