@@ -71,3 +71,24 @@ func BenchmarkHTTP1Forward(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHTTP1Direct is the baseline of BenchmarkHTTP1Forward: the same
+// client straight to the same backend, without the data plane.
+func BenchmarkHTTP1Direct(b *testing.B) {
+	be := fastBackend(b)
+	hc := &fasthttp.HostClient{Addr: be, MaxConns: 64}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		for pb.Next() {
+			req.SetRequestURI("http://bench.local/bench")
+			if err := hc.Do(req, resp); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
