@@ -238,16 +238,33 @@ func (c *Checker) probe(ctx context.Context, i int) (int, Outcome) {
 	if err != nil {
 		return 0, classify(err)
 	}
-	// "HTTP/1.1 200 OK"
-	f := strings.Fields(line)
-	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
-		return 0, OutcomeTCPError
-	}
-	st, err := strconv.Atoi(f[1])
-	if err != nil {
+	st, ok := parseStatusLine(line)
+	if !ok {
 		return 0, OutcomeTCPError
 	}
 	return st, OutcomeResponse
+}
+
+// parseStatusLine reads the status code of an HTTP/1.x status line such as
+// "HTTP/1.1 200 OK\r\n". A line that is not one is a protocol failure.
+func parseStatusLine(line string) (int, bool) {
+	rest, ok := strings.CutPrefix(line, "HTTP/")
+	if !ok {
+		return 0, false
+	}
+	_, rest, ok = strings.Cut(rest, " ")
+	if !ok || len(rest) < 3 {
+		return 0, false
+	}
+	code := rest[:3]
+	if len(rest) > 3 && rest[3] != ' ' && rest[3] != '\r' && rest[3] != '\n' {
+		return 0, false
+	}
+	st, err := strconv.Atoi(code)
+	if err != nil || st < 100 || st > 999 {
+		return 0, false
+	}
+	return st, true
 }
 
 func classify(err error) Outcome {

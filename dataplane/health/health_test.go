@@ -378,3 +378,39 @@ func TestBalancerSkipsUnhealthyNode(t *testing.T) {
 		t.Fatal("all nodes unhealthy: the balancer must still pick one")
 	}
 }
+
+func TestParseStatusLine(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"HTTP/1.1 200 OK\r\n", 200, true},
+		{"HTTP/1.0 503\r\n", 503, true},
+		{"HTTP/1.1 302 Found\n", 302, true},
+		{"HTTP/1.1 2000 OK\r\n", 0, false},
+		{"HTTP/1.1 -20 OK\r\n", 0, false},
+		{"HTTP/1.1 abc\r\n", 0, false},
+		{"SSH-2.0-OpenSSH\r\n", 0, false},
+		{"HTTP/1.1\r\n", 0, false},
+		{"", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := parseStatusLine(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("parseStatusLine(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzParseStatusLine(f *testing.F) {
+	for _, s := range []string{"HTTP/1.1 200 OK\r\n", "HTTP/1.0 404\n", "garbage", "HTTP/ 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		st, ok := parseStatusLine(s)
+		if ok && (st < 100 || st > 999 || !strings.HasPrefix(s, "HTTP/")) {
+			t.Fatalf("parseStatusLine(%q) = %d, true", s, st)
+		}
+	})
+}
