@@ -93,31 +93,35 @@ func TestGateHoldsUntilReady(t *testing.T) {
 	}
 }
 
-// TestGateInProcess drives the same sequence with the gate bound from this
-// process (NetNS option) and checks Held, State and the ordering.
+// TestGateInProcess drives the gate bound from this process (NetNS option)
+// with an IPv4 and an IPv6 connection held at the same time, and checks
+// Held, State and that nothing completes before Ready.
 func TestGateInProcess(t *testing.T) {
 	tp := newTopo(t)
 	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
 	m := mustInstall(t, tp, gateConfig())
 	g := openGate(t, tp, m, 0)
 	type result struct {
-		reply string
-		err   error
-		at    time.Time
+		addr, reply string
+		err         error
+		at          time.Time
 	}
-	resc := make(chan result, 1)
-	go func() {
-		c, err := tp.dialIn(tp.app, 0, nil, srvIP4+":9000")
-		if err != nil {
-			resc <- result{"", err, time.Now()}
-			return
-		}
-		reply, err := echo(c, "held")
-		resc <- result{reply, err, time.Now()}
-	}()
-	for deadline := time.Now().Add(4 * time.Second); g.Held() == 0; time.Sleep(10 * time.Millisecond) {
+	addrs := []string{srvIP4 + ":9000", "[" + srvIP6 + "]:9000"}
+	resc := make(chan result, len(addrs))
+	for _, addr := range addrs {
+		go func() {
+			c, err := tp.dialIn(tp.app, 0, nil, addr)
+			if err != nil {
+				resc <- result{addr, "", err, time.Now()}
+				return
+			}
+			reply, err := echo(c, "held")
+			resc <- result{addr, reply, err, time.Now()}
+		}()
+	}
+	for deadline := time.Now().Add(4 * time.Second); g.Held() < len(addrs); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("gate held no packet (seen %d)", g.Seen())
+			t.Fatalf("gate held %d packets, want %d (seen %d)", g.Held(), len(addrs), g.Seen())
 		}
 	}
 	if g.State() != GateHolding {
@@ -135,12 +139,14 @@ func TestGateInProcess(t *testing.T) {
 	if err := g.Ready(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r := <-resc
-	if r.err != nil || !strings.HasPrefix(r.reply, "echo held") || r.at.Before(readyAt) {
-		t.Fatalf("held connection: %+v (ready at %v)", r, readyAt)
+	for range addrs {
+		r := <-resc
+		if r.err != nil || !strings.HasPrefix(r.reply, "echo held") || r.at.Before(readyAt) {
+			t.Fatalf("held connection to %s: %+v (ready at %v)", r.addr, r, readyAt)
+		}
 	}
-	if g.State() != GateReleased || p.count() != 1 || p.last().origDst.String() != srvIP4+":9000" {
-		t.Fatalf("state %v, proxy saw %d, last %+v", g.State(), p.count(), p.last())
+	if g.State() != GateReleased || p.count() != len(addrs) {
+		t.Fatalf("state %v, proxy saw %d connections", g.State(), p.count())
 	}
 	if err := g.Ready(context.Background()); err != nil { // idempotent
 		t.Fatal(err)
