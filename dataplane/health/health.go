@@ -278,9 +278,9 @@ func (t *thresholds) validate(where string) error {
 }
 
 // Healthy reports whether node idx is healthy. It is lock-free. Unknown
-// indexes are healthy.
+// indexes, and every index of a nil *Checker, are healthy.
 func (c *Checker) Healthy(idx int) bool {
-	if idx < 0 || idx >= len(c.nodes) {
+	if c == nil || idx < 0 || idx >= len(c.nodes) {
 		return true
 	}
 	return !c.nodes[idx].unhealthy.Load()
@@ -288,6 +288,9 @@ func (c *Checker) Healthy(idx int) bool {
 
 // HealthyAddr is Healthy by node address; unknown addresses are healthy.
 func (c *Checker) HealthyAddr(addr string) bool {
+	if c == nil {
+		return true
+	}
 	i, ok := c.byAddr[addr]
 	return !ok || c.Healthy(i)
 }
@@ -305,9 +308,9 @@ func (c *Checker) Targets() []Target { return c.targets }
 
 // Report feeds the passive check with the outcome of a proxied request to
 // node idx (status is the response status for OutcomeResponse). It is a
-// no-op without passive checks.
+// no-op without passive checks and on a nil *Checker.
 func (c *Checker) Report(idx int, status int, o Outcome) {
-	if c.passive == nil || idx < 0 || idx >= len(c.nodes) {
+	if c == nil || c.passive == nil || idx < 0 || idx >= len(c.nodes) {
 		return
 	}
 	c.record(idx, c.passive, status, o, "passive")
@@ -315,6 +318,9 @@ func (c *Checker) Report(idx int, status int, o Outcome) {
 
 // ReportAddr is Report by node address; unknown addresses are ignored.
 func (c *Checker) ReportAddr(addr string, status int, o Outcome) {
+	if c == nil {
+		return
+	}
 	if i, ok := c.byAddr[addr]; ok {
 		c.Report(i, status, o)
 	}

@@ -309,6 +309,16 @@ func TestCarryOver(t *testing.T) {
 	}
 }
 
+func TestNilCheckerIsAllHealthy(t *testing.T) {
+	var c *Checker
+	var h balancer.Health = c // a typed nil in the interface must not panic
+	c.Report(0, 500, OutcomeResponse)
+	c.ReportAddr("a:1", 500, OutcomeResponse)
+	if !h.Healthy(0) || !c.HealthyAddr("a:1") {
+		t.Fatal("nil checker reported unhealthy")
+	}
+}
+
 func TestNoChecksAllHealthy(t *testing.T) {
 	c := newChecker(t, Config{Targets: []Target{{Addr: "127.0.0.1:1"}}})
 	c.Start()
