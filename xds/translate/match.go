@@ -50,7 +50,11 @@ func anchoredRegex(re string) (string, error) {
 	if _, err := regexp.Compile(re); err != nil {
 		return "", fmt.Errorf("regex %q does not compile: %v", re, err)
 	}
-	return "^(?:" + re + ")$", nil
+	p := "^(?:" + re + ")$"
+	if _, err := regexp.Compile(p); err != nil {
+		return "", fmt.Errorf("regex %q cannot be anchored: %v", re, err)
+	}
+	return p, nil
 }
 
 // stringMatch translates a StringMatcher into an operator and operand, and
