@@ -48,6 +48,9 @@ func TestInstallIdempotentRemoveExact(t *testing.T) {
 
 func testInstallRemove(t *testing.T, seeded bool) {
 	tp := newTopo(t)
+	if !seeded && legacyIptables() {
+		t.Skip("skipping: the legacy iptables backend keeps empty tables; remove cannot make a fresh namespace's iptables-save empty again")
+	}
 	if seeded {
 		seedRules(t, tp)
 	}

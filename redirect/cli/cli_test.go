@@ -116,7 +116,12 @@ func TestCommandInNamespace(t *testing.T) {
 		}
 	}
 	ns := fmt.Sprintf("ma-cli-%d", os.Getpid())
-	sh(t, "ip", "netns", "add", ns)
+	if out, _ := exec.Command("iptables", "--version").CombinedOutput(); strings.Contains(string(out), "legacy") {
+		t.Skip("skipping: the legacy iptables backend keeps empty tables, so remove cannot restore an empty iptables-save")
+	}
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("skipping: cannot create network namespaces here: %v %s", err, out)
+	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	save := func() string {
