@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +52,7 @@ commands:
   tcp       bulk TCP throughput (MB/s) direct vs meshagent's stream route vs haproxy/nginx
   churn     meshagent under load while config is pushed through its etcd emulation
   scale     1k/10k routes+upstreams: apply time and RSS of meshagent
+  report    re-render a saved JSON report as text and/or HTML
   backend   run only the backend servers (used by perf itself)
 
 Run 'perf <command> -h' for a command's flags.
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runScenario(ctx, args[0], args[1:], stdout, stderr)
 	case "backend":
 		return runBackend(ctx, args[1:], stdout, stderr)
+	case "report":
+		return runReport(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "perf: unknown command %q\n\n%s", args[0], usageText)
 	return errUsage
@@ -285,4 +289,35 @@ func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, readyFormat, s.HTTPAddr, s.GRPCAddr, s.TCPAddr)
 	<-ctx.Done()
 	return s.Close()
+}
+
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("perf report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	in := fs.String("in", "", "JSON report written by --json (required)")
+	htmlFile := fs.String("html", "", "write the HTML report to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *in == "" {
+		return fmt.Errorf("--in: required")
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	var rep report.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("--in %s: %w", *in, err)
+	}
+	if rep.Schema != report.SchemaVersion {
+		return fmt.Errorf("--in %s: schema %d, want %d", *in, rep.Schema, report.SchemaVersion)
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		return err
+	}
+	if *htmlFile != "" {
+		return rep.WriteFile(*htmlFile, (*report.Report).WriteHTML)
+	}
+	return nil
 }

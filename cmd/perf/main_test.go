@@ -66,6 +66,18 @@ func TestCompareCommand(t *testing.T) {
 	if h, err := os.ReadFile(hf); err != nil || !bytes.Contains(h, []byte("<svg ")) {
 		t.Errorf("html report: %v", err)
 	}
+	// perf report re-renders the saved JSON.
+	hf2 := filepath.Join(dir, "again.html")
+	var out2 bytes.Buffer
+	if err := run(context.Background(), []string{"report", "--in", jf, "--html", hf2}, &out2, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out2.String(), "direct") {
+		t.Errorf("re-rendered text lacks direct:\n%s", out2.String())
+	}
+	if h, err := os.ReadFile(hf2); err != nil || !bytes.Contains(h, []byte("<svg ")) {
+		t.Errorf("re-rendered html: %v", err)
+	}
 }
 
 func TestFlagErrors(t *testing.T) {
@@ -76,6 +88,8 @@ func TestFlagErrors(t *testing.T) {
 		{"compare", "--targets", "direct,envoy", "--backend-inprocess"},
 		{"scale", "--sizes", "ten", "--backend-inprocess"},
 		{"compare", "extra-arg"},
+		{"report"},
+		{"report", "--in", "/nonexistent.json"},
 	}
 	for _, args := range tests {
 		var out, errOut bytes.Buffer

@@ -40,42 +40,47 @@ type series struct {
 	curve []stats.CurvePoint
 }
 
-// niceMax rounds v up to 1, 2 or 5 times a power of ten.
-func niceMax(v float64) float64 {
-	if v <= 0 {
-		return 1
+// decadeBounds returns the powers of ten enclosing [lo, hi] (in ms), at
+// least one decade apart; 1 µs is the floor.
+func decadeBounds(lo, hi float64) (float64, float64) {
+	lo = math.Max(lo, 0.001)
+	hi = math.Max(hi, lo)
+	l := math.Pow(10, math.Floor(math.Log10(lo)+1e-9))
+	h := math.Pow(10, math.Ceil(math.Log10(hi)-1e-9))
+	if h <= l {
+		h = l * 10
 	}
-	e := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*e >= v {
-			return m * e
-		}
-	}
-	return 10 * e
+	return l, h
 }
 
 // percentilePlot renders one inline SVG latency-by-percentile plot.
-func percentilePlot(title string, ss []series, yMax float64) template.HTML {
+func percentilePlot(title string, ss []series, yMin, yMax float64) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s latency by percentile">`,
 		plotW, plotH, plotW, plotH, template.HTMLEscapeString(title))
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#fff" stroke="#ccc"/>`, padL, padT, innerW, innerH)
 	fmt.Fprintf(&b, `<text x="%d" y="16" %s font-weight="bold">%s</text>`, padL, svgFont, template.HTMLEscapeString(title))
 	px := func(x float64) float64 { return padL + x/maxNines*innerW }
-	py := func(ms float64) float64 { return padT + innerH - math.Min(ms, yMax)/yMax*innerH }
+	// Latency axis: log10 from yMin to yMax (both powers of ten), so the
+	// body of the distribution and its tail are both readable.
+	lo, hi := math.Log10(yMin), math.Log10(yMax)
+	py := func(ms float64) float64 {
+		v := math.Log10(math.Max(ms, yMin))
+		return padT + innerH - math.Min(v-lo, hi-lo)/(hi-lo)*innerH
+	}
 	for i, lbl := range []string{"0%", "90%", "99%", "99.9%", "99.99%", "99.999%"} {
 		x := px(float64(i))
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>`, x, padT, x, padT+innerH)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" %s text-anchor="middle">%s</text>`, x, padT+innerH+14, svgFont, lbl)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" %s text-anchor="middle">percentile</text>`, padL+innerW/2, plotH-6, svgFont)
-	for i := 0; i <= 4; i++ {
-		v := yMax * float64(i) / 4
+	for e := lo; e <= hi+1e-9; e++ {
+		v := math.Pow(10, e)
 		y := py(v)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`, padL, y, padL+innerW, y)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`, padL-4, y+4, svgFont, fmtMS(v))
 	}
-	fmt.Fprintf(&b, `<text x="12" y="%d" %s transform="rotate(-90 12 %d)" text-anchor="middle">latency (ms)</text>`, padT+innerH/2, svgFont, padT+innerH/2)
+	fmt.Fprintf(&b, `<text x="12" y="%d" %s transform="rotate(-90 12 %d)" text-anchor="middle">latency (ms, log)</text>`, padT+innerH/2, svgFont, padT+innerH/2)
 	for i, s := range ss {
 		if len(s.curve) == 0 {
 			continue
@@ -101,9 +106,9 @@ func fmtMS(v float64) string {
 	case v == 0:
 		return "0"
 	case v < 1:
-		return fmt.Sprintf("%.3g", v)
+		return fmt.Sprintf("%g", v)
 	default:
-		return fmt.Sprintf("%.4g", v)
+		return fmt.Sprintf("%.0f", v)
 	}
 }
 
@@ -134,31 +139,31 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4
 // plot and one latency-by-percentile SVG per target (direct is drawn dashed
 // in each for reference). It needs no network to view.
 func (r *Report) WriteHTML(w io.Writer) error {
-	yMax := 0.0
+	yMin, yMax := math.Inf(1), 0.0
 	var direct []stats.CurvePoint
 	for _, t := range r.Targets {
 		for _, p := range t.Curve {
-			yMax = math.Max(yMax, p.LatencyMS)
+			yMin, yMax = math.Min(yMin, p.LatencyMS), math.Max(yMax, p.LatencyMS)
 		}
 		if t.Name == directName {
 			direct = t.Curve
 		}
 	}
-	yMax = niceMax(yMax)
+	yMin, yMax = decadeBounds(yMin, yMax)
 	var plots []template.HTML
 	if len(r.Targets) > 1 {
 		var all []series
 		for i, t := range r.Targets {
 			all = append(all, series{name: t.Name, color: palette[i%len(palette)], curve: t.Curve})
 		}
-		plots = append(plots, percentilePlot(overviewTitle, all, yMax))
+		plots = append(plots, percentilePlot(overviewTitle, all, yMin, yMax))
 	}
 	for i, t := range r.Targets {
 		ss := []series{{name: t.Name, color: palette[i%len(palette)], curve: t.Curve}}
 		if direct != nil && t.Name != directName {
 			ss = append(ss, series{name: directName + " (reference)", color: "#999", style: referenceStroke, curve: direct})
 		}
-		plots = append(plots, percentilePlot(t.Name, ss, yMax))
+		plots = append(plots, percentilePlot(t.Name, ss, yMin, yMax))
 	}
 	if err := page.Execute(w, map[string]any{"R": r, "Plots": plots}); err != nil {
 		return fmt.Errorf("report: html: %w", err)

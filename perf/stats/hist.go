@@ -117,7 +117,11 @@ func (h *Histogram) Curve() []CurvePoint {
 	maxX := math.Min(5, math.Log10(float64(n)))
 	for x := 0.0; x <= maxX+1e-9; x += 0.1 {
 		p := 100 * (1 - math.Pow(10, -x))
-		pts = append(pts, CurvePoint{Percentile: p, LatencyMS: ms(h.Quantile(p))})
+		v := h.Quantile(p)
+		if x == 0 {
+			v = time.Duration(h.h.Min()) * time.Microsecond // percentile 0 is the minimum
+		}
+		pts = append(pts, CurvePoint{Percentile: p, LatencyMS: ms(v)})
 	}
 	pts = append(pts, CurvePoint{Percentile: 100, LatencyMS: ms(h.Max())})
 	return pts

@@ -98,6 +98,9 @@ func TestCurveIsMonotonicAndLogSpaced(t *testing.T) {
 	if last := c[len(c)-1]; last.Percentile != 100 || math.Abs(last.LatencyMS-100) > 0.1 {
 		t.Errorf("last point = %+v, want 100%% at 100ms", last)
 	}
+	if c[0].Percentile != 0 || c[0].LatencyMS != 0.001 {
+		t.Errorf("first point = %+v, want the minimum (1µs) at 0%%", c[0])
+	}
 	if c[10].Percentile < 89.9 || c[10].Percentile > 90.1 {
 		t.Errorf("point 10 = %v%%, want 90%% (log scale, 10 points per decade)", c[10].Percentile)
 	}
