@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 # System packages the tests drive for real (iptables in network namespaces,
 # nginx/haproxy as reference proxies, node for the JavaScript plugin).
-SYSPKGS   := iptables iproute2 nginx-light haproxy nodejs npm wrk
+# System tools the tests drive for real: see .ci/deps.sh.
 
 .PHONY: all build build-plugins run test test-deps bench lint fuzz-short clean
 

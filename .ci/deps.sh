@@ -1,25 +1,38 @@
 #!/bin/sh
-# Installs the system packages the tests use, when run as root and missing.
-# Without root it only reports what is missing; tests that need a package
-# then skip with a message saying so.
-set -e
-pkgs="iptables iproute2 nginx-light haproxy nodejs npm wrk"
-missing=""
-for p in $pkgs; do
-	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
+# Installs the system tools the tests drive for real, when run as root and
+# missing. A tool is looked up by its command, not its package name (the
+# machine's node may come from NodeSource, which bundles npm).
+#   required (capture tests): iptables, ip
+#   optional (skipped with a message when absent): nginx, haproxy, node, npm, wrk
+set -u
+need=""
+want=""
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have iptables || need="$need iptables"
+have ip || need="$need iproute2"
+have nginx || want="$want nginx-light"
+have haproxy || want="$want haproxy"
+have node || want="$want nodejs"
+have npm || want="$want npm"
+have wrk || want="$want wrk"
+[ -z "$need$want" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-	echo "not root: missing packages$missing (tests needing them will skip)"
+	echo "deps: not root; missing:$need$want (tests needing them skip)"
 	exit 0
 fi
-echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt-get update -qq >/dev/null 2>&1 || echo "deps: apt-get update failed"
+if [ -n "$need" ]; then
+	echo "deps: installing$need"
+	apt-get install -y -qq --no-install-recommends $need >/dev/null || { echo "deps: cannot install$need"; exit 1; }
+fi
+for p in $want; do
+	echo "deps: installing $p"
+	apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 || echo "deps: $p not installed (its tests will skip)"
+done
 # Debian starts nginx/haproxy services on install; the tests start their own.
 for s in nginx haproxy; do
-	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$s" >/dev/null 2>&1 || true; fi
-	if [ -f "/run/$s.pid" ]; then kill "$(cat /run/$s.pid)" 2>/dev/null || true; fi
+	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$s" >/dev/null 2>&1; fi
+	[ -f "/run/$s.pid" ] && kill "$(cat /run/$s.pid)" 2>/dev/null
 done
 exit 0
