@@ -167,11 +167,11 @@ func TestStallOnce(t *testing.T) {
 		io.ReadAll(c)
 		return time.Since(t0)
 	}
-	s.StallOnce(200 * time.Millisecond)
-	if d := get(); d < 190*time.Millisecond {
+	s.StallOnce(500 * time.Millisecond)
+	if d := get(); d < 490*time.Millisecond {
 		t.Errorf("stalled request took %v", d)
 	}
-	if d := get(); d > 150*time.Millisecond {
+	if d := get(); d > 400*time.Millisecond {
 		t.Errorf("second request took %v: the stall must happen once", d)
 	}
 	if _, err := Start(Config{BodySize: -1}); err == nil {
