@@ -168,6 +168,7 @@ func TestClientLifecycle(t *testing.T) {
 					t.Fatalf("%s status %+v", k, s)
 				}
 			}
+			checkWarmingOrder(t, h.cp.Requests())
 
 			// Update: one endpoint moves, failover endpoint added.
 			rev := h.st.Rev()
@@ -268,5 +269,37 @@ func TestClientLifecycle(t *testing.T) {
 				t.Errorf("resync of an unchanged config moved the revision %d -> %d", rev, h.st.Rev())
 			}
 		})
+	}
+}
+
+// checkWarmingOrder asserts Envoy's order on the wire: EDS is requested
+// only after a CDS response, RDS only after an LDS response, and a named
+// type is never opened with an empty (wildcard) request.
+func checkWarmingOrder(t *testing.T, reqs []controlplane.Request) {
+	t.Helper()
+	acked := map[string]bool{}
+	opened := map[string]bool{}
+	parent := map[string]string{
+		translate.KindEndpoints.TypeURL():   translate.KindCluster.TypeURL(),
+		translate.KindRouteConfig.TypeURL(): translate.KindListener.TypeURL(),
+	}
+	for i, r := range reqs {
+		if r.Nonce != "" {
+			acked[r.TypeURL] = true
+		}
+		p, named := parent[r.TypeURL]
+		if !named {
+			continue
+		}
+		if !acked[p] {
+			t.Errorf("request %d for %s before any %s response", i, r.TypeURL, p)
+		}
+		if !opened[r.TypeURL] && len(r.Names) == 0 {
+			t.Errorf("request %d opens %s with no names (a wildcard)", i, r.TypeURL)
+		}
+		opened[r.TypeURL] = true
+	}
+	if !opened[translate.KindEndpoints.TypeURL()] || !opened[translate.KindRouteConfig.TypeURL()] {
+		t.Errorf("EDS or RDS never requested: %+v", reqs)
 	}
 }

@@ -43,28 +43,43 @@ type Server struct {
 	done  chan struct{}
 
 	mu   sync.Mutex
-	reqs []string // type URLs of requests received, in order
-	nack []string // error_detail messages received
+	reqs []Request // requests received, in order
+	nack []string  // error_detail messages received
 }
 
-// Start serves a new control plane on addr (e.g. "127.0.0.1:0").
-func Start(addr string, log *slog.Logger) (*Server, error) {
+// Request is what the server recorded of one discovery request.
+type Request struct {
+	TypeURL string
+	// Names are the resource names requested (SotW) or subscribed (delta).
+	Names []string
+	// Unsubscribe are the names unsubscribed (delta only).
+	Unsubscribe []string
+	// Nonce is the response nonce the request answers ("" for a new
+	// subscription).
+	Nonce string
+	// Delta tells a delta request from a state-of-the-world one.
+	Delta bool
+}
+
+// Start serves a new control plane on addr (e.g. "127.0.0.1:0"); opts
+// configure the gRPC server (TLS credentials, interceptors).
+func Start(addr string, log *slog.Logger, opts ...grpc.ServerOption) (*Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: listen %s: %w", addr, err)
 	}
-	return Serve(lis, log), nil
+	return Serve(lis, log, opts...), nil
 }
 
 // Serve serves a new control plane on lis.
-func Serve(lis net.Listener, log *slog.Logger) *Server {
+func Serve(lis net.Listener, log *slog.Logger, opts ...grpc.ServerOption) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		Cache: cache.NewSnapshotCache(true, cache.IDHash{}, slogAdapter{log}),
 		lis:   lis,
-		gs:    grpc.NewServer(),
+		gs:    grpc.NewServer(opts...),
 		done:  make(chan struct{}),
 	}
 	srv := serverv3.NewServer(context.Background(), s.Cache, s.callbacks())
@@ -119,17 +134,17 @@ func (s *Server) NACKs() []string {
 	return append([]string(nil), s.nack...)
 }
 
-// Requests returns the type URLs of the requests received so far, in order.
-func (s *Server) Requests() []string {
+// Requests returns the requests received so far, in order.
+func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.reqs...)
+	return append([]Request(nil), s.reqs...)
 }
 
-func (s *Server) record(typeURL, nack string) {
+func (s *Server) record(r Request, nack string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, typeURL)
+	s.reqs = append(s.reqs, r)
 	if nack != "" {
 		s.nack = append(s.nack, nack)
 	}
@@ -138,11 +153,12 @@ func (s *Server) record(typeURL, nack string) {
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
-			s.record(r.GetTypeUrl(), r.GetErrorDetail().GetMessage())
+			s.record(Request{TypeURL: r.GetTypeUrl(), Names: r.GetResourceNames(), Nonce: r.GetResponseNonce()}, r.GetErrorDetail().GetMessage())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
-			s.record(r.GetTypeUrl(), r.GetErrorDetail().GetMessage())
+			s.record(Request{TypeURL: r.GetTypeUrl(), Names: r.GetResourceNamesSubscribe(), Unsubscribe: r.GetResourceNamesUnsubscribe(),
+				Nonce: r.GetResponseNonce(), Delta: true}, r.GetErrorDetail().GetMessage())
 			return nil
 		},
 	}

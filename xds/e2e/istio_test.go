@@ -1,4 +1,4 @@
-package xds
+package e2e
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/meshagent/meshagent/dataplane"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
+	"github.com/meshagent/meshagent/xds"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/translate"
 )
@@ -104,8 +105,8 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp.Stop()
-	node := NodeConfig{Preset: PresetIstio, IP: "127.0.0.1", Pod: "productpage-v1-123", Namespace: "default"}
-	n, err := BuildNode(node, "test")
+	node := xds.NodeConfig{Preset: xds.PresetIstio, IP: "127.0.0.1", Pod: "productpage-v1-123", Namespace: "default"}
+	n, err := xds.BuildNode(node, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +129,8 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	app2 := NewApplier(st, ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
-	cl, err := New(Options{Addr: cp.Addr(), Node: n, Handler: app2, Logger: testLogger(t)})
+	app2 := xds.NewApplier(st, xds.ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
+	cl, err := xds.New(xds.Options{Addr: cp.Addr(), Node: n, Handler: app2, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

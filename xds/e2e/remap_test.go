@@ -1,4 +1,4 @@
-package xds
+package e2e
 
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"

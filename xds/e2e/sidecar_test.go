@@ -1,4 +1,4 @@
-package xds
+package e2e
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/meshagent/meshagent/dataplane"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
+	"github.com/meshagent/meshagent/xds"
 	"github.com/meshagent/meshagent/xds/controlplane"
 
 	_ "github.com/meshagent/meshagent/plugins/faultinjection"
@@ -40,23 +41,23 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // the xDS client and applier, and the data plane reading the store.
 type sidecar struct {
 	st  store.Store
-	cl  *Client
-	app *Applier
+	cl  *xds.Client
+	app *xds.Applier
 	dp  *dataplane.Dataplane
 }
 
-func startSidecar(t *testing.T, cpAddr string, cfg NodeConfig, delta, withDataplane bool) *sidecar {
+func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDataplane bool) *sidecar {
 	t.Helper()
 	st, err := store.New(store.Options{Decoder: apisix.Decode})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := BuildNode(cfg, "test")
+	node, err := xds.BuildNode(cfg, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewApplier(st, ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
-	cl, err := New(Options{Addr: cpAddr, Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
+	app := xds.NewApplier(st, xds.ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
+	cl, err := xds.New(xds.Options{Addr: cpAddr, Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func loadKuma(t *testing.T) controlplane.Resources {
 	t.Helper()
 	var res controlplane.Resources
 	for _, f := range []string{"cds.json", "eds.json", "lds.json"} {
-		_, _, msgs, err := controlplane.LoadResponseJSON(filepath.Join("testdata", "kuma-2.14.3", "plain", f))
+		_, _, msgs, err := controlplane.LoadResponseJSON(filepath.Join("..", "testdata", "kuma-2.14.3", "plain", f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,13 +197,13 @@ func TestKumaFixturesExactObjects(t *testing.T) {
 			if err := cp.SetSnapshot(context.Background(), "default.web-1", "kuma-1", loadKuma(t)); err != nil {
 				t.Fatal(err)
 			}
-			s := startSidecar(t, cp.Addr(), NodeConfig{Preset: PresetKuma, Mesh: "default", Dataplane: "web-1"}, delta, false)
+			s := startSidecar(t, cp.Addr(), xds.NodeConfig{Preset: xds.PresetKuma, Mesh: "default", Dataplane: "web-1"}, delta, false)
 			got := dumpStore(t, s.st, "/apisix/", "/meshagent/")
 			b, err := json.MarshalIndent(got, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "kuma-2.14.3", "plain.store.json")
+			golden := filepath.Join("..", "testdata", "kuma-2.14.3", "plain.store.json")
 			if *update && !delta {
 				if err := os.WriteFile(golden, append(b, '\n'), 0o644); err != nil {
 					t.Fatal(err)
@@ -246,7 +247,7 @@ func TestKumaFixturesTraffic(t *testing.T) {
 	if err := cp.SetSnapshot(context.Background(), "default.web-1", "kuma-1", res); err != nil {
 		t.Fatal(err)
 	}
-	startSidecar(t, cp.Addr(), NodeConfig{Preset: PresetKuma, Dataplane: "web-1"}, false, true)
+	startSidecar(t, cp.Addr(), xds.NodeConfig{Preset: xds.PresetKuma, Dataplane: "web-1"}, false, true)
 	code, body, _ := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/orders", outPort), map[string]string{"x-kuma-tags": "&kuma.io/service=web&"})
 	if code != http.StatusOK || !strings.HasPrefix(body, "web ") || !strings.Contains(body, " /orders ") {
 		t.Fatalf("outbound -> inbound -> backend: %d %q", code, body)

@@ -1,0 +1,30 @@
+// Package e2e holds the xDS end-to-end tests: go-control-plane's real
+// server over gRPC on loopback, the xDS client, the validating store and
+// the data plane carrying real traffic to loopback backends.
+package e2e
+
+import (
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+func testLogger(testing.TB) *slog.Logger {
+	if os.Getenv("XDS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
