@@ -143,7 +143,7 @@ func (s *memStore) rangeLocked(r *pb.RangeRequest, curRev int64) (*pb.RangeRespo
 		return nil, ErrCompacted
 	}
 
-	var kvs []mvccpb.KeyValue
+	var vs []*version
 	total := int64(0)
 	s.idx.ascend(r.Key, gteRange(r.RangeEnd), func(ki *keyIndex) bool {
 		v := ki.at(rev)
@@ -151,11 +151,16 @@ func (s *memStore) rangeLocked(r *pb.RangeRequest, curRev int64) (*pb.RangeRespo
 			return true
 		}
 		total++
-		if !r.CountOnly && (limit <= 0 || int64(len(kvs)) < limit) {
-			kvs = append(kvs, v.kv)
+		if !r.CountOnly && (limit <= 0 || int64(len(vs)) < limit) {
+			vs = append(vs, v)
 		}
 		return true
 	})
+	// Copies, so callers own what they get; values are shared read-only.
+	kvs := make([]mvccpb.KeyValue, len(vs))
+	for i, v := range vs {
+		kvs[i] = v.kv
+	}
 
 	if r.MaxModRevision != 0 {
 		kvs = pruneKVs(kvs, func(kv *mvccpb.KeyValue) bool { return kv.ModRevision > r.MaxModRevision })

