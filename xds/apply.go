@@ -32,9 +32,10 @@ const (
 
 // ApplierOptions configure NewApplier.
 type ApplierOptions struct {
-	// Validate checks each object before anything is written (the store's
-	// Decoder, e.g. apisix.Decode). A rejection NACKs the push. Nil: the
-	// store's own Decoder is the only check.
+	// Validate checks each object of a push too big for one store
+	// transaction before anything is written (pass the store's Decoder,
+	// e.g. apisix.Decode). A rejection NACKs the push. Pushes that fit one
+	// transaction are checked by the store's own Decoder atomically.
 	Validate store.Decoder
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -127,13 +128,6 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 	if plan.Empty() {
 		return nil
 	}
-	if a.o.Validate != nil {
-		for _, o := range plan.Puts {
-			if _, err := a.o.Validate([]byte(o.Key), o.Value); err != nil {
-				return fmt.Errorf("xds: %s translates to an invalid object at %s: %w", o.Source, o.Key, err)
-			}
-		}
-	}
 	puts := append([]translate.Object(nil), plan.Puts...)
 	sort.SliceStable(puts, func(i, j int) bool { return keyRank(puts[i].Key) < keyRank(puts[j].Key) })
 	dels := append([]string(nil), plan.Deletes...)
@@ -159,7 +153,16 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 		_, err := a.st.Txn(ctx, &pb.TxnRequest{Success: ops})
 		return a.storeErr(err)
 	}
-	// Too big for one etcd transaction: consecutive chunks.
+	// Too big for one etcd transaction: consecutive chunks, after checking
+	// every object so that a rejection cannot leave a partial write (a
+	// single transaction is checked atomically by the store itself).
+	if a.o.Validate != nil {
+		for _, o := range plan.Puts {
+			if _, err := a.o.Validate([]byte(o.Key), o.Value); err != nil {
+				return fmt.Errorf("xds: %s translates to an invalid object at %s: %w", o.Source, o.Key, err)
+			}
+		}
+	}
 	a.log.Debug("xds: push split over several revisions", "ops", len(ops), "bytes", size)
 	for start := 0; start < len(ops); {
 		end, sz := start, 0
