@@ -26,7 +26,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "\nmachine: %d x %s, %s, linux %s, %s\n\n", r.Machine.NumCPU, r.Machine.CPUModel, r.Machine.MemTotal, r.Machine.Kernel, r.Machine.Go)
 	if len(r.Targets) > 0 {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "target\trequests\terrors\trps\tMB/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tx direct\t+p50 ms\t+p99 ms\tvCPU/1k rps\tRSS MB\t")
+		fmt.Fprintln(tw, "target\trequests\terrors\trps\tMB/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tx direct\t+p50 ms\t+p99 ms\tvCPU/1k rps\tpeak RSS MB\t")
 		for _, t := range r.Targets {
 			ratio, a50, a99 := "-", "-", "-"
 			if t.Ratio != nil {
