@@ -124,13 +124,13 @@ func (a *authenticator) checkStream(ctx context.Context) error {
 	return a.check(ctx)
 }
 
-// unaryInterceptor applies etcd's rules: KV requests need a valid token;
-// lease requests are refused only for an invalid token; Authenticate,
-// AuthStatus, Status and MemberList are always allowed.
+// unaryInterceptor applies etcd's rules: KV requests and AuthStatus need
+// a valid token; lease requests are refused only for an invalid token;
+// Authenticate, Status and MemberList are always allowed.
 func (a *authenticator) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if a.enabled() {
 		switch {
-		case strings.HasPrefix(info.FullMethod, "/etcdserverpb.KV/"):
+		case strings.HasPrefix(info.FullMethod, "/etcdserverpb.KV/"), info.FullMethod == "/etcdserverpb.Auth/AuthStatus":
 			if err := a.check(ctx); err != nil {
 				return nil, err
 			}

@@ -12,7 +12,7 @@ import (
 // the final range must show exactly the writes etcd accepted too (unknown
 // fields and trailing bytes are ignored by etcd's decoder).
 func TestDiffBadInput(t *testing.T) {
-	p := "/" + t.Name() + "/"
+	p := keyPrefix(t)
 	k := b64(p + "k")
 	cases := []struct{ path, body string }{
 		{"/v3/kv/put", `{"key":`},

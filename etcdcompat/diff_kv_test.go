@@ -71,7 +71,7 @@ func httpPath(m proto.Message) string {
 // subtest with its own key prefix.
 func runOps(t *testing.T, ops []op) {
 	t.Run("grpc", func(t *testing.T) {
-		p := "/" + t.Name() + "/"
+		p := keyPrefix(t)
 		steps := make([]step, len(ops))
 		for i, o := range ops {
 			steps[i] = step{o.name, func(t *testing.T, s *side) string { return s.res(s.call(o.req(s, p))) }}
@@ -79,7 +79,7 @@ func runOps(t *testing.T, ops []op) {
 		runDiff(t, steps)
 	})
 	t.Run("http", func(t *testing.T) {
-		p := "/" + t.Name() + "/"
+		p := keyPrefix(t)
 		steps := make([]step, len(ops))
 		for i, o := range ops {
 			steps[i] = step{o.name, func(t *testing.T, s *side) string {

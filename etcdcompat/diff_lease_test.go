@@ -32,7 +32,7 @@ func roughTTL(s string) string {
 // keys with DELETE events in one revision.
 func TestDiffLease(t *testing.T) {
 	const id = 4242
-	p := "/" + t.Name() + "/"
+	p := keyPrefix(t)
 	end := string(prefixEnd(p))
 	steps := []step{
 		{"grant below minimum", func(t *testing.T, s *side) string {

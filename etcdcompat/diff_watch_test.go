@@ -119,7 +119,7 @@ func mustRes(t *testing.T, s *side, r string) {
 // prev_kv and filters, live events, cancel, progress, invalid ranges,
 // duplicate ids and compaction.
 func TestDiffWatchGRPC(t *testing.T) {
-	p := "/" + t.Name() + "/"
+	p := keyPrefix(t)
 	end := string(prefixEnd(p))
 	history := func(t *testing.T, s *side) string {
 		for _, r := range []*pb.PutRequest{put(p+"a", "1"), put(p+"b", "2"), put(p+"a", "3")} {
@@ -210,7 +210,7 @@ func TestDiffWatchGRPC(t *testing.T) {
 // and newline per message), several requests in one body, the stream
 // staying open after the body, compaction and decode errors.
 func TestDiffWatchHTTP(t *testing.T) {
-	p := "/" + t.Name() + "/"
+	p := keyPrefix(t)
 	b64 := func(s string) string {
 		b, _ := json.Marshal([]byte(s))
 		return string(b)

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type side struct {
 	rev0  int64
 	lids  map[string]string
 	http  *http.Client
+	tok   *tokenCache // auth tests only
 }
 
 // sides returns the reference etcd and a fresh etcdcompat server, both
@@ -176,6 +178,9 @@ func (s *side) norm(key string, v any) any {
 		for i, e := range x {
 			x[i] = s.norm(key, e)
 		}
+		if key == "keys" { // timetolive lists a lease's keys in map order
+			sort.Slice(x, func(i, j int) bool { return fmt.Sprint(x[i]) < fmt.Sprint(x[j]) })
+		}
 		return x
 	case string:
 		n, err := strconv.ParseInt(x, 10, 64)
@@ -207,6 +212,15 @@ func (s *side) normInt(key string, n int64) any {
 		return l
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+var prefixSeq atomic.Int64
+
+// keyPrefix is a key prefix no earlier test used in this process: the
+// reference etcd is shared by all tests. It starts with 0xff so that a
+// range "from key to the end" only sees keys written later.
+func keyPrefix(t testing.TB) string {
+	return fmt.Sprintf("\xff%06d/%s/", prefixSeq.Add(1), t.Name())
 }
 
 // step is one operation of a differential test, run on both sides.

@@ -1,7 +1,6 @@
 package etcdcompat
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -34,9 +33,22 @@ func runWithEtcd(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	ports, err := freePorts(2)
+	e, clientURL, err := startEmbedded(dir)
 	if err != nil {
 		return 0, err
+	}
+	defer e.Close()
+	refEtcd.e = e
+	refEtcd.clientURL = clientURL
+	return m.Run(), nil
+}
+
+// startEmbedded starts a single-member etcd with its data in dir, on free
+// loopback ports, and waits until it serves.
+func startEmbedded(dir string) (*embed.Etcd, string, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, "", err
 	}
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
@@ -49,18 +61,15 @@ func runWithEtcd(m *testing.M) (int, error) {
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return 0, err
+		return nil, "", err
 	}
-	defer e.Close()
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
-		return 0, fmt.Errorf("not ready after 30s")
+		e.Close()
+		return nil, "", fmt.Errorf("etcd not ready after 30s")
 	}
-	refEtcd.e = e
-	refEtcd.clientURL = cu.String()
-	_ = context.Background()
-	return m.Run(), nil
+	return e, cu.String(), nil
 }
 
 // freePorts returns n loopback ports that were free a moment ago.
