@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -383,4 +384,86 @@ func TestDifferentialEtcd(t *testing.T) {
 		t.Fatalf("event counts differ: ours %d, etcd %d", len(ourEvents), len(theirEvents))
 	}
 	t.Logf("%d steps, %d events, final revision %d", steps, len(ourEvents), want)
+}
+
+// TestDifferentialEtcdEdges compares the deterministic corner cases one by
+// one: lease TTL clamping and limits, lease errors, time-to-live with keys,
+// and the request size limit right at its boundary.
+func TestDifferentialEtcdEdges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded etcd")
+	}
+	conn := startEtcd(t)
+	kvc, lc := pb.NewKVClient(conn), pb.NewLeaseClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, _ := newTest(t, Options{})
+
+	grants := []*pb.LeaseGrantRequest{
+		{ID: 1, TTL: 1},
+		{ID: 2, TTL: 0},
+		{ID: 3, TTL: -7},
+		{ID: 4, TTL: maxLeaseTTL + 1},
+		{ID: 5, TTL: maxLeaseTTL},
+		{ID: 1, TTL: 100},
+	}
+	for _, g := range grants {
+		o, e1 := s.LeaseGrant(ctx, g)
+		th, e2 := lc.LeaseGrant(ctx, g)
+		if !errMatches(e1, e2) {
+			t.Fatalf("grant %v: ours %v, etcd %v", g, e1, e2)
+		}
+		if e1 == nil {
+			normalize(th)
+			if !sameMsg(o, th) {
+				t.Fatalf("grant %v:\n ours %v\n etcd %v", g, o, th)
+			}
+		}
+	}
+	for _, k := range []string{"k2", "k1"} {
+		req := &pb.PutRequest{Key: []byte(k), Value: []byte("v"), Lease: 5}
+		if _, err := s.Put(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kvc.Put(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, e1 := s.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 5, Keys: true})
+	th, e2 := lc.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 5, Keys: true})
+	if e1 != nil || e2 != nil || o.GrantedTTL != th.GrantedTTL || o.TTL != th.TTL && o.TTL != th.TTL+1 ||
+		!sameStrings(keysBytes(o.Keys), keysBytes(th.Keys)) {
+		t.Fatalf("time to live:\n ours %v %v\n etcd %v %v", o, e1, th, e2)
+	}
+	// etcd's edge turns a missing lease into TTL -1; the store reports it.
+	if _, err := s.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 77}); err != ErrLeaseNotFound {
+		t.Fatalf("ttl of missing lease: %v", err)
+	}
+	if th, err := lc.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: 77}); err != nil || th.TTL != -1 {
+		t.Fatalf("etcd ttl of missing lease: %v %v", th, err)
+	}
+	for _, id := range []int64{77, 5} {
+		_, e1 := s.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
+		_, e2 := lc.LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
+		if !errMatches(e1, e2) {
+			t.Fatalf("revoke %d: ours %v, etcd %v", id, e1, e2)
+		}
+	}
+
+	// The size limit, at the byte.
+	for _, d := range []int{-64, -32, -31, -30, -29, -28, -27, -26, -25, -24, -8, 0} {
+		req := &pb.PutRequest{Key: []byte("big"), Value: bytes.Repeat([]byte("x"), maxRequestBytes+d)}
+		_, e1 := s.Put(ctx, req)
+		_, e2 := kvc.Put(ctx, req)
+		if !errMatches(e1, e2) {
+			t.Fatalf("put of %d bytes: ours %v, etcd %v", len(req.Value), e1, e2)
+		}
+		t.Logf("put of limit%+d bytes: %v", d, e1)
+	}
+}
+
+func sameStrings(a, b []string) bool {
+	sort.Strings(a)
+	sort.Strings(b)
+	return fmt.Sprint(a) == fmt.Sprint(b)
 }
