@@ -19,11 +19,6 @@ import (
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/redirect"
-
-	// Built-in plugins register themselves from init.
-	_ "github.com/meshagent/meshagent/plugins/faultinjection"
-	_ "github.com/meshagent/meshagent/plugins/proxyrewrite"
-	_ "github.com/meshagent/meshagent/plugins/trafficsplit"
 )
 
 func init() {
@@ -43,7 +38,8 @@ type runConfig struct {
 	sniffTimeout time.Duration
 	opaquePorts  []int
 	originalDst  bool
-	xds          xdsConfig // --- xDS (run_xds.go) ---
+	xds          xdsConfig   // --- xDS (run_xds.go) ---
+	plugins      pluginFlags // --- extension plugins (plugins.go) ---
 }
 
 func (c *runConfig) flags(fs *flag.FlagSet) {
@@ -65,7 +61,8 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
-	c.xds.flags(fs) // --- xDS (run_xds.go) ---
+	c.xds.flags(fs)     // --- xDS (run_xds.go) ---
+	c.plugins.flags(fs) // --- extension plugins (plugins.go) ---
 }
 
 // validate checks the combination of flags.
@@ -144,7 +141,14 @@ func runRun(ctx context.Context, args []string) error {
 		}()
 	}
 
-	// 4. The data plane.
+	// 4. Extension plugins register before the data plane reads the registry.
+	stopPlugins, err := loadPlugins(&cfg.plugins, log)
+	if err != nil {
+		return err
+	}
+	defer stopPlugins()
+
+	// 5. The data plane.
 	opts := dataplane.Options{
 		Source: st, Logger: log.With("component", "dataplane"),
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
@@ -165,7 +169,7 @@ func runRun(ctx context.Context, args []string) error {
 		log.Info("data plane listening", "address", a.String())
 	}
 
-	// 5. Admin endpoints.
+	// 6. Admin endpoints.
 	if cfg.adminListen != "" {
 		stop, err := startAdminServer(&cfg, st, dp, log, cancel) // --- dataplane/admin (run_xds.go) ---
 		if err != nil {

@@ -77,7 +77,7 @@ func Register(s Spec, log *slog.Logger) (*Registered, error) {
 		return nil, startErr
 	}
 	r := &Registered{Spec: s, Process: p, Stats: &Stats{}}
-	if err := register(plugins.Plugin{Name: s.Name, Priority: s.Priority, New: func(cfg json.RawMessage, _ plugins.Builder) (any, error) {
+	if err := plugins.TryRegister(plugins.Plugin{Name: s.Name, Priority: s.Priority, New: func(cfg json.RawMessage, _ plugins.Builder) (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		c, err := p.Configure(ctx, cfg)
@@ -95,18 +95,6 @@ func Register(s Spec, log *slog.Logger) (*Registered, error) {
 		return nil, fmt.Errorf("external plugin %s: %w", s.Name, err)
 	}
 	return r, startErr
-}
-
-// register turns plugins.Register's panics (duplicate name, registry
-// already in use) into errors: configuration mistakes, not bugs.
-func register(p plugins.Plugin) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("%v", v)
-		}
-	}()
-	plugins.Register(p)
-	return nil
 }
 
 type filter struct {

@@ -84,9 +84,8 @@ func LoadAndRegister(path string) (plugins.Plugin, error) {
 	if err != nil {
 		return p, err
 	}
-	if _, dup := plugins.Lookup(p.Name); dup {
-		return p, fmt.Errorf("goplugin: %s: plugin name %q is already registered", path, p.Name)
+	if err := plugins.TryRegister(p); err != nil {
+		return p, fmt.Errorf("goplugin: %s: %w", path, err)
 	}
-	plugins.Register(p)
 	return p, nil
 }

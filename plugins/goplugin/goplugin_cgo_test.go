@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshagent/meshagent/plugins"
 	"github.com/meshagent/meshagent/plugins/goplugin"
+	"github.com/meshagent/meshagent/plugins/plugintest"
 )
 
 // buildSO builds testdata/hello as a .so with the same flags as this test
@@ -35,8 +36,10 @@ func buildSO(t *testing.T, extra ...string) string {
 	return out
 }
 
+// TestLoadSO loads a .so built by the test, registers it and serves
+// requests through a real data plane with it.
 func TestLoadSO(t *testing.T) {
-	p, err := goplugin.Load(buildSO(t))
+	p, err := goplugin.LoadAndRegister(buildSO(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +55,22 @@ func TestLoadSO(t *testing.T) {
 	}
 	if _, err := p.New([]byte(`{"tga":"t1"}`), nil); !errors.Is(err, plugins.ErrInvalidConfig) {
 		t.Fatalf("typo accepted: %v", err)
+	}
+
+	e := plugintest.New(t)
+	e.Route("so", "/*", `{"hello-so":{"tag":"from-so"}}`)
+	if r := e.Do("GET", "/hello-so"); r.Status != 200 || r.Body != "hello from a .so plugin" {
+		t.Fatalf("direct answer: %d %q", r.Status, r.Body)
+	}
+	r := e.Do("GET", "/other")
+	var got plugintest.Echoed
+	r.JSON(t, &got)
+	if r.Status != 200 || len(got.Headers["X-So-Plugin"]) != 1 || got.Headers["X-So-Plugin"][0] != "from-so" {
+		t.Fatalf("proxied: %d %v", r.Status, got.Headers)
+	}
+	// Loading the same plugin name twice is an error, not a panic.
+	if _, err := goplugin.LoadAndRegister(buildSO(t, "-ldflags=-pluginpath=hello-second")); err == nil || !strings.Contains(err.Error(), "duplicate plugin hello-so") {
+		t.Fatalf("second registration: %v", err)
 	}
 }
 
