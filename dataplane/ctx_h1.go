@@ -285,6 +285,8 @@ func (v *h1Vars) Var(x expr.Var) (string, bool) {
 			if c.consumer != nil {
 				return c.consumer.Username, true
 			}
+		case "peer_identity": // mTLS peer's SPIFFE id (tls.go)
+			return peerIdentity(c.fc.Conn())
 		}
 	}
 	return "", false

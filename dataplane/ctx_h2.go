@@ -213,6 +213,8 @@ func (v *h2Vars) Var(x expr.Var) (string, bool) {
 			if c.consumer != nil {
 				return c.consumer.Username, true
 			}
+		case "peer_identity": // mTLS peer's SPIFFE id (tls.go)
+			return peerIdentityCtx(c.r.Context())
 		}
 	}
 	return "", false

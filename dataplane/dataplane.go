@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/meshagent/meshagent/dataplane/balancer"
+	"github.com/meshagent/meshagent/dataplane/mtls"
+	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 )
 
@@ -38,6 +40,8 @@ type Source interface {
 const (
 	APISIXPrefix   = "/apisix/"
 	ListenerPrefix = "/meshagent/listeners/"
+	// SecretPrefix holds SDS validation contexts (apisix.Secret) for mTLS.
+	SecretPrefix = apisix.SecretPrefix
 )
 
 // Errors returned by the data plane.
@@ -107,6 +111,7 @@ type Dataplane struct {
 	objsMu    sync.Mutex
 	rebuildMu sync.Mutex
 	states    map[string]*balancer.States // guarded by rebuildMu
+	tlsm      *mtls.Manager               // mTLS certificates in force
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -125,6 +130,7 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d := &Dataplane{opts: opts, log: opts.Logger, dynamic: map[string]*listener{}, changed: make(chan struct{}, 1)}
 	d.servers.d = d
+	d.tlsm = mtls.NewManager(opts.Logger)
 	return d, nil
 }
 
@@ -136,7 +142,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	d.cancel = cancel
 	d.objs = newObjects()
 	rev := int64(0)
-	for _, p := range []string{APISIXPrefix, ListenerPrefix} {
+	for _, p := range []string{APISIXPrefix, ListenerPrefix, SecretPrefix} {
 		objs, r := d.opts.Source.Objects(p)
 		for _, o := range objs {
 			d.objs.set(o.Key, o, false)
@@ -162,7 +168,7 @@ func (d *Dataplane) Start(ctx context.Context) error {
 		}
 		d.static = append(d.static, l)
 	}
-	for _, p := range []string{APISIXPrefix, ListenerPrefix} {
+	for _, p := range []string{APISIXPrefix, ListenerPrefix, SecretPrefix} {
 		d.opts.Source.WatchObjects(ctx, p, rev, d.onEvents)
 	}
 	d.wg.Add(1)
@@ -216,7 +222,7 @@ func (d *Dataplane) rebuild() {
 	if d.states == nil {
 		d.states = map[string]*balancer.States{}
 	}
-	b := &builder{log: d.log, stats: &d.stats, prev: prev, objs: objs, states: d.states}
+	b := &builder{log: d.log, stats: &d.stats, prev: prev, objs: objs, states: d.states, tlsm: d.tlsm}
 	s := b.build()
 	d.snap.Store(s)
 	for k, up := range s.upstreams {

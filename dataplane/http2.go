@@ -296,7 +296,7 @@ func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 			}
 			return c, nil
 		}
-		tlsConf := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX does not verify upstream certs by default.
+		tlsConf := up.clientTLS() // mTLS (dataplane/tls.go)
 		if up.grpc {
 			t := &http2.Transport{
 				AllowHTTP:       true,

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 )
 
@@ -50,6 +51,7 @@ type filterChain struct {
 	srcIPs   []netip.Prefix
 	tlsConf  *tls.Config
 	sniNames []string
+	sec      *chainSec // mTLS/RBAC (tls.go); nil: nothing to enforce
 }
 
 func (d *Dataplane) listenStatic(addr string, kind listenerKind) (*listener, error) {
@@ -206,6 +208,12 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 		c.Close()
 		return
 	}
+	// mTLS (tls.go): STRICT refusal of plaintext, TLS termination, peer
+	// identity, network RBAC.
+	pc, ok := d.secureChain(l.id, pc, fc, res, dst)
+	if !ok {
+		return
+	}
 	switch fc.fc.Kind {
 	case "tcp":
 		s := d.snap.Load()
@@ -223,8 +231,8 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 		}
 		d.proxyTCP(pc, sr.up)
 	default:
-		if fc.tlsConf != nil && res.proto == protoTLS {
-			d.serveTLS(pc, fc.tlsConf, fc.fc.RouteConfig)
+		if fc.sec != nil { // mTLS/RBAC (tls.go)
+			d.serveSecured(pc, fc, res)
 			return
 		}
 		d.serveSniffed(pc, fc.fc.RouteConfig, &res, false)
@@ -347,7 +355,7 @@ func (d *Dataplane) serveTLS(c net.Conn, conf *tls.Config, table string) {
 		return
 	}
 	_ = tc.SetDeadline(time.Time{})
-	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+	if mtls.ProtocolOf(tc.ConnectionState().NegotiatedProtocol) == mtls.AppH2 {
 		d.serveH2Conn(tc, table, true)
 		tc.Close()
 		return
@@ -438,6 +446,11 @@ func (s *snapshot) compileChains(obj *apisix.Listener) (*chainTable, error) {
 			}
 			c.tlsConf = conf
 		}
+		sec, err := s.chainSecurity(f, i, obj.Direction == "inbound") // mTLS/RBAC (tls.go)
+		if err != nil {
+			return nil, err
+		}
+		c.sec = sec
 		return c, nil
 	}
 	for i, f := range obj.FilterChains {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/expr"
+	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/dataplane/router"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
@@ -60,6 +61,7 @@ type snapshot struct {
 	streamRoutes []*streamRoute
 	listeners    map[string]*apisix.Listener
 	certs        []*sslCert
+	tlsm         *mtls.Manager // mTLS: certificates in force (shared by snapshots)
 }
 
 // objects is the decoded store content, by kind and id.
@@ -73,6 +75,7 @@ type objects struct {
 	streamRoutes  map[string]store.Object
 	ssls          map[string]store.Object
 	listeners     map[string]store.Object
+	secrets       map[string]store.Object // mTLS: /meshagent/secrets/
 	consumers     map[string]store.Object
 	credentials   map[string]store.Object
 }
@@ -81,7 +84,7 @@ func newObjects() *objects {
 	return &objects{
 		routes: map[string]store.Object{}, upstreams: map[string]store.Object{}, services: map[string]store.Object{},
 		pluginConfigs: map[string]store.Object{}, globalRules: map[string]store.Object{}, streamRoutes: map[string]store.Object{},
-		ssls: map[string]store.Object{}, listeners: map[string]store.Object{},
+		ssls: map[string]store.Object{}, listeners: map[string]store.Object{}, secrets: map[string]store.Object{},
 		consumers: map[string]store.Object{}, credentials: map[string]store.Object{},
 	}
 }
@@ -106,6 +109,8 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 		m = os.ssls
 	case *apisix.Listener:
 		m = os.listeners
+	case *apisix.Secret: // mTLS
+		m = os.secrets
 	case *apisix.Consumer:
 		m = os.consumers
 	case *apisix.Credential:
@@ -132,7 +137,7 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 // all lists the per-kind maps.
 func (os *objects) all() []map[string]store.Object {
 	return []map[string]store.Object{os.routes, os.upstreams, os.services, os.pluginConfigs, os.globalRules,
-		os.streamRoutes, os.ssls, os.listeners, os.consumers, os.credentials}
+		os.streamRoutes, os.ssls, os.listeners, os.consumers, os.credentials, os.secrets}
 }
 
 func idOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
@@ -153,6 +158,7 @@ type builder struct {
 	prevByID  map[string]*upstream
 	seenIDs   map[string]bool
 	consumers []*plugins.Consumer
+	tlsm      *mtls.Manager // mTLS: updated first in build
 }
 
 // Builder is plugins.Builder for one route build.
@@ -222,7 +228,7 @@ func (b *builder) upstream(id string, u *apisix.Upstream, override *apisix.Timeo
 		b.states[id] = st
 	}
 	b.seenIDs[id] = true
-	env := upstreamEnv{states: st, log: b.log}
+	env := upstreamEnv{states: st, log: b.log, tlsm: b.tlsm}
 	if p := b.prevByID[id]; p != nil {
 		env.prev = p.checker
 	}
@@ -241,6 +247,7 @@ func (b *builder) build() *snapshot {
 	s := &snapshot{
 		rev: b.objs.rev, routes: map[string]*route{}, listeners: map[string]*apisix.Listener{},
 	}
+	b.updateTLS(s) // mTLS: certificates before the upstreams and listeners using them
 	b.ups = map[string]*upstream{}
 	b.upByID = map[string]*upstream{}
 	b.seenIDs = map[string]bool{}

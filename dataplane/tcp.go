@@ -55,6 +55,12 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 		c.Close()
 		return
 	}
+	if up.tls { // TLS origination (mTLS, tls.go)
+		if uc, err = d.dialUpstreamTLS(uc, up); err != nil {
+			c.Close()
+			return
+		}
+	}
 	splice(c, uc)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/health"
+	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 )
 
@@ -99,6 +100,9 @@ type upstream struct {
 	checker *health.Checker
 	hf      balancer.Health
 	h2      h2Upstream // HTTP/2 transport (grpc, h2), built on first use
+	// tlsConf is the client TLS config (mTLS: certificates looked up per
+	// handshake, so rotation needs no new upstream); nil without TLS.
+	tlsConf *tls.Config
 }
 
 // UpstreamID implements plugins.Upstream.
@@ -125,6 +129,7 @@ type upstreamEnv struct {
 	states *balancer.States
 	prev   *health.Checker
 	log    *slog.Logger
+	tlsm   *mtls.Manager // mTLS; nil: TLS without verification
 }
 
 // newUpstream compiles u. override (a route timeout) replaces u.Timeout.
@@ -162,6 +167,9 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 		up.passHost, up.host = passHostRewrite, []byte(u.UpstreamHost)
 	default:
 		return nil, fmt.Errorf("dataplane: upstream %s: field \"pass_host\": one of pass, node, rewrite", id)
+	}
+	if err := up.setTLS(u, env.tlsm); err != nil { // mTLS
+		return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
 	}
 	up.to = toTimeouts(u.Timeout)
 	if override != nil {
@@ -303,7 +311,7 @@ func newHostClient(addr string, up *upstream, size int, idle time.Duration, reqs
 	}
 	_ = reqs // fasthttp closes conns by duration, not count; size bounds the pool.
 	if up.tls {
-		hc.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX does not verify upstream certs by default.
+		hc.TLSConfig = up.clientTLS()
 	}
 	return hc
 }

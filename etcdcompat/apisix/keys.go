@@ -130,7 +130,7 @@ func Decode(key, value []byte) (any, error) {
 }
 
 // NewDecoder returns a store.Decoder for objects under prefix (and
-// ListenerPrefix). For keys ParseKey does not map, and for init_dir
+// ListenerPrefix, and SecretPrefix whose values decode as *Secret). For keys ParseKey does not map, and for init_dir
 // placeholders, it returns (nil, nil). Otherwise the value is strictly
 // decoded and validated and the object's id is set from the key, as APISIX
 // does when it loads from etcd (an id in the JSON is overwritten). A
@@ -141,6 +141,10 @@ func NewDecoder(prefix string) func(key, value []byte) (any, error) {
 }
 
 func decodeKey(prefix string, key, value []byte) (any, error) {
+	// meshagent SDS validation contexts (see secret.go).
+	if bytes.HasPrefix(key, []byte(SecretPrefix)) {
+		return DecodeSecret(string(key), value)
+	}
 	kind, id, ok := ParseKey(prefix, string(key))
 	if !ok || bytes.Equal(value, []byte(InitDirValue)) {
 		return nil, nil

@@ -1,0 +1,249 @@
+package rbac
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+)
+
+// permissionJSON is config.rbac.v3.Permission (a oneof) in protojson.
+type permissionJSON struct {
+	AndRules             *setJSON           `json:"andRules"`
+	OrRules              *setJSON           `json:"orRules"`
+	Any                  *bool              `json:"any"`
+	Header               *headerMatcherJSON `json:"header"`
+	URLPath              *pathJSON          `json:"urlPath"`
+	DestinationIP        *cidrJSON          `json:"destinationIp"`
+	DestinationPort      *json.Number       `json:"destinationPort"`
+	DestinationPortRange *rangeJSON         `json:"destinationPortRange"`
+	Metadata             json.RawMessage    `json:"metadata"`
+	NotRule              json.RawMessage    `json:"notRule"`
+	RequestedServerName  *stringMatcherJSON `json:"requestedServerName"`
+	Matcher              json.RawMessage    `json:"matcher"`
+	URITemplate          json.RawMessage    `json:"uriTemplate"`
+	SourcedMetadata      json.RawMessage    `json:"sourcedMetadata"`
+}
+
+// principalJSON is config.rbac.v3.Principal (a oneof) in protojson.
+type principalJSON struct {
+	AndIDs          *idSetJSON         `json:"andIds"`
+	OrIDs           *idSetJSON         `json:"orIds"`
+	Any             *bool              `json:"any"`
+	Authenticated   *authJSON          `json:"authenticated"`
+	SourceIP        *cidrJSON          `json:"sourceIp"`
+	DirectRemoteIP  *cidrJSON          `json:"directRemoteIp"`
+	RemoteIP        *cidrJSON          `json:"remoteIp"`
+	Header          *headerMatcherJSON `json:"header"`
+	URLPath         *pathJSON          `json:"urlPath"`
+	Metadata        json.RawMessage    `json:"metadata"`
+	FilterState     json.RawMessage    `json:"filterState"`
+	NotID           json.RawMessage    `json:"notId"`
+	SourcedMetadata json.RawMessage    `json:"sourcedMetadata"`
+	CustomID        json.RawMessage    `json:"customIdentifier"`
+}
+
+type setJSON struct {
+	Rules []json.RawMessage `json:"rules"`
+}
+
+type idSetJSON struct {
+	IDs []json.RawMessage `json:"ids"`
+}
+
+type authJSON struct {
+	PrincipalName *stringMatcherJSON `json:"principalName"`
+}
+
+type pathJSON struct {
+	Path *stringMatcherJSON `json:"path"`
+}
+
+// oneof returns the names of the set fields of a oneof struct.
+func oneof(v any) []string {
+	rv := reflect.ValueOf(v).Elem()
+	var set []string
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Field(i)
+		if !f.IsZero() {
+			set = append(set, rv.Type().Field(i).Tag.Get("json"))
+		}
+	}
+	return set
+}
+
+func one(field string, v any) (string, error) {
+	set := oneof(v)
+	if len(set) != 1 {
+		return "", fmt.Errorf("%w: field %q: exactly one rule is required, got %v", ErrInvalid, field, set)
+	}
+	return set[0], nil
+}
+
+func bad(field string, err error) error {
+	return fmt.Errorf("%w: field %q: %v", ErrInvalid, field, err)
+}
+
+func unsupported(field string) error {
+	return fmt.Errorf("%w: field %q: not supported", ErrInvalid, field)
+}
+
+func compilePermission(field string, raw json.RawMessage, depth int) (*rule, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
+	}
+	var j permissionJSON
+	if err := strict(raw, &j); err != nil {
+		return nil, bad(field, err)
+	}
+	name, err := one(field, &j)
+	if err != nil {
+		return nil, err
+	}
+	f := field + "." + name
+	switch name {
+	case "andRules", "orRules":
+		set := j.AndRules
+		r := &rule{kind: rAnd}
+		if name == "orRules" {
+			set, r.kind = j.OrRules, rOr
+		}
+		for i, c := range set.Rules {
+			cr, err := compilePermission(fmt.Sprintf("%s.rules[%d]", f, i), c, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			r.children = append(r.children, cr)
+		}
+		return r, nil
+	case "any":
+		if !*j.Any {
+			return nil, bad(f, fmt.Errorf("must be true"))
+		}
+		return &rule{kind: rAny}, nil
+	case "header":
+		h, err := j.Header.compile(f)
+		if err != nil {
+			return nil, bad(f, err)
+		}
+		return &rule{kind: rHeader, header: h}, nil
+	case "urlPath":
+		return compilePath(f, j.URLPath)
+	case "destinationIp":
+		p, err := j.DestinationIP.compile(f)
+		if err != nil {
+			return nil, bad(f, err)
+		}
+		return &rule{kind: rDestIP, prefix: p}, nil
+	case "destinationPort":
+		n, err := j.DestinationPort.Int64()
+		if err != nil || n < 0 || n > 65535 {
+			return nil, bad(f, fmt.Errorf("must be 0..65535"))
+		}
+		return &rule{kind: rDestPort, lo: uint32(n)}, nil
+	case "destinationPortRange":
+		s, err1 := j.DestinationPortRange.Start.Int64()
+		e, err2 := j.DestinationPortRange.End.Int64()
+		if err1 != nil || err2 != nil || s < 0 || e > 65536 || s >= e {
+			return nil, bad(f, fmt.Errorf("start and end must be ports with start < end"))
+		}
+		return &rule{kind: rDestPortRange, lo: uint32(s), hi: uint32(e)}, nil
+	case "notRule":
+		c, err := compilePermission(f, j.NotRule, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		return &rule{kind: rNot, children: []*rule{c}}, nil
+	case "requestedServerName":
+		m, err := j.RequestedServerName.compile(f)
+		if err != nil {
+			return nil, bad(f, err)
+		}
+		return &rule{kind: rSNI, str: m, hasStr: true}, nil
+	}
+	return nil, unsupported(f)
+}
+
+func compilePath(f string, p *pathJSON) (*rule, error) {
+	if p.Path == nil {
+		return nil, bad(f+".path", fmt.Errorf("is required"))
+	}
+	m, err := p.Path.compile(f + ".path")
+	if err != nil {
+		return nil, bad(f, err)
+	}
+	return &rule{kind: rPath, str: m, hasStr: true}, nil
+}
+
+func compilePrincipal(field string, raw json.RawMessage, depth int) (*rule, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
+	}
+	var j principalJSON
+	if err := strict(raw, &j); err != nil {
+		return nil, bad(field, err)
+	}
+	name, err := one(field, &j)
+	if err != nil {
+		return nil, err
+	}
+	f := field + "." + name
+	switch name {
+	case "andIds", "orIds":
+		set := j.AndIDs
+		r := &rule{kind: rAnd}
+		if name == "orIds" {
+			set, r.kind = j.OrIDs, rOr
+		}
+		for i, c := range set.IDs {
+			cr, err := compilePrincipal(fmt.Sprintf("%s.ids[%d]", f, i), c, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			r.children = append(r.children, cr)
+		}
+		return r, nil
+	case "any":
+		if !*j.Any {
+			return nil, bad(f, fmt.Errorf("must be true"))
+		}
+		return &rule{kind: rAny}, nil
+	case "authenticated":
+		r := &rule{kind: rAuthenticated}
+		if j.Authenticated.PrincipalName != nil {
+			m, err := j.Authenticated.PrincipalName.compile(f + ".principalName")
+			if err != nil {
+				return nil, bad(f, err)
+			}
+			r.str, r.hasStr = m, true
+		}
+		return r, nil
+	case "sourceIp", "directRemoteIp", "remoteIp":
+		c, kind := j.SourceIP, rDirectRemoteIP // source_ip is the deprecated direct_remote_ip
+		switch name {
+		case "directRemoteIp":
+			c = j.DirectRemoteIP
+		case "remoteIp":
+			c, kind = j.RemoteIP, rRemoteIP
+		}
+		p, err := c.compile(f)
+		if err != nil {
+			return nil, bad(f, err)
+		}
+		return &rule{kind: kind, prefix: p}, nil
+	case "header":
+		h, err := j.Header.compile(f)
+		if err != nil {
+			return nil, bad(f, err)
+		}
+		return &rule{kind: rHeader, header: h}, nil
+	case "urlPath":
+		return compilePath(f, j.URLPath)
+	case "notId":
+		c, err := compilePrincipal(f, j.NotID, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		return &rule{kind: rNot, children: []*rule{c}}, nil
+	}
+	return nil, unsupported(f)
+}
