@@ -14,21 +14,12 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/meshagent/meshagent/etcdcompat"
+	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 )
 
 func init() {
 	register(&command{name: "etcd", summary: "serve the store alone through the etcd v3 emulation", run: runEtcd})
-}
-
-// apisixDirs are the directories APISIX's CLI creates placeholders for
-// ("<prefix>/<dir>/" = "init_dir", reference apisix.md §3.7).
-// TODO(integrator): replace with apisix.InitDirs once package apisix
-// exports it.
-var apisixDirs = []string{
-	"routes", "upstreams", "services", "ssls", "plugin_configs", "global_rules",
-	"consumers", "consumer_groups", "protos", "plugin_metadata", "secrets",
-	"stream_routes", "plugins",
 }
 
 func runEtcd(ctx context.Context, args []string) error {
@@ -37,7 +28,7 @@ func runEtcd(ctx context.Context, args []string) error {
 	dataFile := fs.String("data-file", "", "file persisting data and revision across restarts (empty: memory only)")
 	user := fs.String("user", "", "user name required by /v3/auth/authenticate (enables authentication; needs --password-file)")
 	passwordFile := fs.String("password-file", "", "file holding the password of --user (first line)")
-	prefix := fs.String("prefix", "/apisix", "APISIX key prefix under which init_dir placeholders are written (empty: none)")
+	prefix := fs.String("prefix", apisix.DefaultPrefix, "APISIX key prefix under which init_dir placeholders are written (empty: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -72,8 +63,12 @@ func runEtcd(ctx context.Context, args []string) error {
 		return fmt.Errorf("--prefix %q: must start with / and not end with /", *prefix)
 	}
 
-	// TODO(integrator): Decoder: apisix.Decode once package apisix exports it.
-	st, err := store.New(store.Options{DataFile: *dataFile, Logger: log.With("component", "store")})
+	decodePrefix := *prefix
+	if decodePrefix == "" {
+		decodePrefix = apisix.DefaultPrefix
+	}
+	st, err := store.New(store.Options{Decoder: apisix.NewDecoder(decodePrefix), DataFile: *dataFile,
+		Logger: log.With("component", "store")})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -83,7 +78,7 @@ func runEtcd(ctx context.Context, args []string) error {
 		}
 	}()
 	if *prefix != "" {
-		if err := writeInitDirs(ctx, st, *prefix, apisixDirs); err != nil {
+		if err := writeInitDirs(ctx, st, apisix.InitDirs(*prefix)); err != nil {
 			return err
 		}
 	}
@@ -112,15 +107,15 @@ func runEtcd(ctx context.Context, args []string) error {
 	}
 }
 
-// writeInitDirs creates "<prefix>/<dir>/" = "init_dir" for every dir that
-// has no placeholder yet, as APISIX's CLI does on start.
-func writeInitDirs(ctx context.Context, st store.Store, prefix string, dirs []string) error {
-	for _, d := range dirs {
-		key := []byte(prefix + "/" + d + "/")
+// writeInitDirs creates each placeholder key ("<prefix>/<dir>/" =
+// "init_dir") that does not exist yet, as APISIX's CLI does on start.
+func writeInitDirs(ctx context.Context, st store.Store, keys []string) error {
+	for _, k := range keys {
+		key := []byte(k)
 		_, err := st.Txn(ctx, &pb.TxnRequest{
 			Compare: []*pb.Compare{{Key: key, Target: pb.Compare_CREATE, Result: pb.Compare_EQUAL,
 				TargetUnion: &pb.Compare_CreateRevision{CreateRevision: 0}}},
-			Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: key, Value: []byte("init_dir")}}}},
+			Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: key, Value: []byte(apisix.InitDirValue)}}}},
 		})
 		if err != nil {
 			return fmt.Errorf("init_dir %s: %w", key, err)
