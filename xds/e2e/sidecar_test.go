@@ -24,6 +24,7 @@ import (
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds"
 	"github.com/meshagent/meshagent/xds/controlplane"
+	"github.com/meshagent/meshagent/xds/demo"
 
 	_ "github.com/meshagent/meshagent/plugins/faultinjection"
 	_ "github.com/meshagent/meshagent/plugins/proxymirror"
@@ -254,5 +255,36 @@ func TestKumaFixturesTraffic(t *testing.T) {
 	}
 	if strings.Contains(body, "x-kuma-tags") {
 		t.Errorf("inbound did not remove x-kuma-tags: %q", body)
+	}
+}
+
+// TestDemo runs the `meshagent demo` environment against the same sidecar
+// wiring and checks what the printed curl lines promise: routing, the
+// 80/20 split and priority failover.
+func TestDemo(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env, err := demo.Start(context.Background(), demo.Options{Listen: listen, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	s := startSidecar(t, env.ControlPlane.Addr(), xds.NodeConfig{ID: demo.NodeID}, false, true)
+	_ = s
+	for path, want := range map[string]string{"/a": "backend-a", "/b": "backend-b", "/failover": "backend-b"} {
+		code, body, _ := httpGet(t, "http://"+listen+path, nil)
+		if code != http.StatusOK || !strings.HasPrefix(body, want+" ") {
+			t.Errorf("%s: %d %q, want %s", path, code, body, want)
+		}
+	}
+	count := map[string]int{}
+	for i := 0; i < 10; i++ {
+		_, body, _ := httpGet(t, "http://"+listen+"/split", nil)
+		count[strings.Fields(body)[0]]++
+	}
+	if count["backend-a"] != 8 || count["backend-b"] != 2 {
+		t.Errorf("10 requests to /split: %v, want 8 backend-a and 2 backend-b", count)
+	}
+	if lines := env.CurlLines("127.0.0.1:15000"); len(lines) < 6 || !strings.Contains(strings.Join(lines, "\n"), listen+"/split") {
+		t.Errorf("curl lines %q", lines)
 	}
 }
