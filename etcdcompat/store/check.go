@@ -9,8 +9,11 @@ import (
 const maxRequestBytes = 1536 * 1024
 
 // raftHeaderID stands in for the request id etcd puts in the raft entry
-// header, so request sizes are measured as etcd measures them.
-const raftHeaderID = 1 << 62
+// header, so request sizes are measured as etcd measures them. etcd's ids
+// take 9 or 10 bytes depending on the member id; the 10-byte maximum means
+// whatever the store accepts every etcd accepts (the limit can be one byte
+// stricter than a given etcd's).
+const raftHeaderID = ^uint64(0)
 
 // checkSize rejects a write whose raft entry would exceed etcd's default
 // request size limit.

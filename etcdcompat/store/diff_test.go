@@ -450,8 +450,9 @@ func TestDifferentialEtcdEdges(t *testing.T) {
 		}
 	}
 
-	// The size limit, at the byte.
-	for _, d := range []int{-64, -32, -31, -30, -29, -28, -27, -26, -25, -24, -8, 0} {
+	// The size limit, to the byte where etcd itself is deterministic (its
+	// raft request ids are 9 or 10 bytes long, depending on the member id).
+	for _, d := range []int{-64, -32, -28, -24, -8, 0} {
 		req := &pb.PutRequest{Key: []byte("big"), Value: bytes.Repeat([]byte("x"), maxRequestBytes+d)}
 		_, e1 := s.Put(ctx, req)
 		_, e2 := kvc.Put(ctx, req)

@@ -140,7 +140,9 @@ type WatchOptions struct {
 }
 
 // Watcher delivers WatchResponses on C until Cancel or the store closes;
-// C is closed then. Canceled responses carry the reason.
+// C is closed then. Canceled responses carry the reason: a watcher that
+// fell behind compacted history gets CompactRevision set and, as from
+// etcd, no CancelReason.
 type Watcher interface {
 	C() <-chan WatchResponse
 	Cancel()

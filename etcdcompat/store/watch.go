@@ -163,7 +163,6 @@ func (w *watcher) collect() (resp *WatchResponse, ok, more bool) {
 				Revision:        s.rev,
 				CompactRevision: s.compactRev,
 				Canceled:        true,
-				CancelReason:    ErrCompacted.Error(),
 			}, true, false
 		}
 		entries := s.hist.since(w.next)
