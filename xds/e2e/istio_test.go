@@ -81,6 +81,7 @@ func istioConfig(outbound, svcPort, dbPort, inbound, appPort int, v1, v2, db, ap
 	inChain.FilterChainMatch = &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(appPort))}
 	virtualInbound := &listenerv3.Listener{Name: "virtualInbound", Address: controlplane.SocketAddress("127.0.0.1:" + strconv.Itoa(inbound)),
 		TrafficDirection: corev3.TrafficDirection_INBOUND, FilterChains: []*listenerv3.FilterChain{inChain},
+		ListenerFilters:    []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.original_dst"}},
 		DefaultFilterChain: controlplane.TCPFilterChain("InboundPassthroughCluster", "PassthroughCluster")}
 
 	return controlplane.Resources{
@@ -169,7 +170,9 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		"virtualOutbound":                  `"use_original_dst":true`,
 		"0.0.0.0_" + strconv.Itoa(svcPort): `"meshagent.bind_to_port":"false"`,
 		"virtualInbound":                   `"destination_port":` + strconv.Itoa(appPort),
+		"virtualInbound ":                  `"meshagent.original_dst_filter":"true"`,
 	} {
+		name = strings.TrimSpace(name)
 		v, ok := objs[translate.PrefixListeners+translate.ObjectID(name)]
 		if !ok || !strings.Contains(string(v), want) {
 			t.Errorf("listener %s: %s lacks %s", name, v, want)

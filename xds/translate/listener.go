@@ -25,6 +25,12 @@ import (
 // receive connections handed over by a use_original_dst listener.
 const LabelBindToPort = "meshagent.bind_to_port"
 
+// LabelOriginalDstFilter is set to "true" on listeners with Envoy's
+// original_dst listener filter (Istio's virtualInbound 15006): their filter
+// chains match on the connection's original destination, not on the
+// listener's own address.
+const LabelOriginalDstFilter = "meshagent.original_dst_filter"
+
 const (
 	typeHCM       = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 	typeTCPProxy  = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -99,6 +105,12 @@ func (t *Translator) translateListener(r *unitResult, name string, e *entry) err
 	}
 	if b := l.GetBindToPort(); b != nil && !b.GetValue() {
 		out.Labels[LabelBindToPort] = "false"
+	}
+	for _, lf := range l.GetListenerFilters() {
+		if lf.GetName() == "envoy.filters.listener.original_dst" ||
+			lf.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst" {
+			out.Labels[LabelOriginalDstFilter] = "true"
+		}
 	}
 	switch l.GetTrafficDirection() {
 	case corev3.TrafficDirection_INBOUND:

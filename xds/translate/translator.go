@@ -285,8 +285,10 @@ func (t *Translator) Stage(k Kind, upserts []Resource, removals []string) (*Plan
 	}
 	sort.Slice(p.Puts, func(i, j int) bool { return p.Puts[i].Key < p.Puts[j].Key })
 	sort.Strings(p.Deletes)
-	for _, w := range p.Warnings {
-		t.log.Warn("xds field ignored", "detail", w)
+	if n := len(p.Warnings); n > 0 {
+		// One line per push: 10k clusters with circuit breakers must not
+		// mean 10k log lines.
+		t.log.Warn("xds fields ignored", "kind", k.String(), "count", n, "examples", p.Warnings[:min(n, 3)])
 	}
 	t.warnings.Add(int64(len(p.Warnings)))
 	return p, nil
