@@ -217,11 +217,11 @@ type rbacJSON struct {
 }
 
 type policyJSON struct {
-	Permissions     []json.RawMessage `json:"permissions"`
-	Principals      []json.RawMessage `json:"principals"`
-	Condition       json.RawMessage   `json:"condition"`
-	CheckedCond     json.RawMessage   `json:"checkedCondition"`
-	CELConfig       json.RawMessage   `json:"celConfig"`
+	Permissions []json.RawMessage `json:"permissions"`
+	Principals  []json.RawMessage `json:"principals"`
+	Condition   json.RawMessage   `json:"condition"`
+	CheckedCond json.RawMessage   `json:"checkedCondition"`
+	CELConfig   json.RawMessage   `json:"celConfig"`
 }
 
 // CompileRules compiles Envoy's config.rbac.v3.RBAC (protojson) at field.
