@@ -74,6 +74,14 @@ type Options struct {
 	// Coalesce is the minimum interval between two snapshot rebuilds, so
 	// bursts of changes compile once. Default 5ms.
 	Coalesce time.Duration
+	// PassThroughDial dials the original destination of a connection that
+	// is passed through (a use_original_dst listener found no listener for
+	// it); nil means a plain net.Dialer. `meshagent run --capture-mark`
+	// sets redirect.MarkedDialer so such dials are not captured again.
+	PassThroughDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// RefusePassThrough resets (RST) connections that would be passed
+	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
+	RefusePassThrough bool
 }
 
 // Stats are the data plane's counters; all fields are atomics.
@@ -89,6 +97,10 @@ type Stats struct {
 	ActiveConns     atomic.Int64
 	TCPConns        atomic.Int64
 	ListenersActive atomic.Int64
+	// PassThrough counts connections forwarded to their original
+	// destination; PassThroughRefused those reset by RefusePassThrough.
+	PassThrough        atomic.Int64
+	PassThroughRefused atomic.Int64
 }
 
 // Dataplane serves traffic from the latest snapshot of Source.
@@ -332,5 +344,6 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"plugin_panics": s.PluginPanics.Load(), "plugin_bugs": s.PluginBugs.Load(),
 		"upstream_errors": s.UpstreamErrors.Load(), "retries": s.Retries.Load(), "no_route": s.NoRoute.Load(),
 		"active_conns": s.ActiveConns.Load(), "tcp_conns": s.TCPConns.Load(), "listeners_active": s.ListenersActive.Load(),
+		"passthrough": s.PassThrough.Load(), "passthrough_refused": s.PassThroughRefused.Load(),
 	}
 }

@@ -104,6 +104,10 @@ func localAddrPort(c net.Conn) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
 func remoteAddrPort(c net.Conn) netip.AddrPort {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort()
@@ -144,6 +148,13 @@ func (l *listener) handle(c net.Conn) {
 			if err != nil {
 				d.log.Warn("dataplane: original destination unknown", "listener", l.id, "err", err)
 				c.Close()
+				return
+			}
+			if a, ok := l.ln.Addr().(*net.TCPAddr); ok && od.Port() == uint16(a.Port) && od == unmapped(dst) {
+				// Not redirected: made to this listener's own port. It is
+				// served by this listener's chains (as Envoy does);
+				// passing it through would dial this listener forever.
+				l.serveChains(c, ct, od)
 				return
 			}
 			if t := d.listenerFor(od, l); t != nil {

@@ -64,15 +64,42 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 	splice(c, uc)
 }
 
-// passthrough connects c to its original destination.
+// passthrough connects c to its original destination, or resets it when
+// Options.RefusePassThrough is set.
 func (d *Dataplane) passthrough(c net.Conn, dst netip.AddrPort) {
-	uc, err := net.DialTimeout("tcp", dst.String(), 10*time.Second)
+	if d.opts.RefusePassThrough {
+		d.stats.PassThroughRefused.Add(1)
+		resetConn(c)
+		return
+	}
+	d.stats.PassThrough.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	var uc net.Conn
+	var err error
+	if dial := d.opts.PassThroughDial; dial != nil {
+		uc, err = dial(ctx, "tcp", dst.String())
+	} else {
+		uc, err = (&net.Dialer{}).DialContext(ctx, "tcp", dst.String())
+	}
+	cancel()
 	if err != nil {
 		d.log.Warn("dataplane: passthrough failed", "dst", dst.String(), "err", err)
 		c.Close()
 		return
 	}
 	splice(c, uc)
+}
+
+// resetConn closes c with an RST (SO_LINGER 0) so the client fails at
+// once instead of seeing an orderly end of stream.
+func resetConn(c net.Conn) {
+	if pc, ok := c.(*peekConn); ok {
+		c = pc.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 // splice writes the bytes a peekConn buffered, then pipes the raw
