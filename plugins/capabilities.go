@@ -18,6 +18,10 @@ type Consumer struct {
 	// plugins (key-auth's key, basic-auth's username/password, ...) and the
 	// plugins APISIX merges into the route once the consumer is known.
 	Plugins map[string]json.RawMessage
+	// Entries are the consumer's non-authentication plugins (its group's
+	// first, overridden by its own), built by the data plane at snapshot
+	// time; Chain.WithConsumer merges them into a route's chain.
+	Entries []Entry
 }
 
 // ConsumerSource is a Builder capability: the consumers of the snapshot

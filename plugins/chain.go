@@ -3,6 +3,7 @@ package plugins
 import (
 	"sort"
 	"strconv"
+	"sync"
 )
 
 // Entry is one built filter of a chain.
@@ -59,12 +60,16 @@ type step struct {
 type Chain struct {
 	phases  [numPhases][]step
 	entries []Entry
+	// global and route are NewChain's inputs, kept to derive consumer
+	// chains (see WithConsumer); byConsumer caches those.
+	global, route []Entry
+	byConsumer    sync.Map // *Consumer -> *Chain
 }
 
 // NewChain orders filters per phase: all of global first, then route,
 // each by priority (higher first, ties by name, as APISIX sorts).
 func NewChain(global, route []Entry) *Chain {
-	c := &Chain{}
+	c := &Chain{global: global, route: route}
 	for _, set := range [][]Entry{global, route} {
 		s := append([]Entry(nil), set...)
 		sort.SliceStable(s, func(i, j int) bool {
