@@ -221,3 +221,28 @@ func TestErrorsAreClassified(t *testing.T) {
 		})
 	}
 }
+
+// An open loop far behind its schedule gives up one second after the end
+// and counts every unsent request as backlog, so a run cannot run away.
+func TestOpenLoopGivesUpOnBacklog(t *testing.T) {
+	b := startBackend(t)
+	f, err := NewFactory(HTTP1, ClientConfig{Addr: b.HTTPAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.StallOnce(1500 * time.Millisecond)
+	t0 := time.Now()
+	res, err := Run(context.Background(), f, Options{Connections: 1, Rate: 1000, Duration: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("run took %v, want it to stop soon after 1.3s", d)
+	}
+	if res.Total() != 300 || res.OK != 1 || res.Errors[stats.ErrBacklog] != 299 {
+		t.Errorf("total=%d ok=%d errors=%v, want 300 = 1 ok + 299 backlog", res.Total(), res.OK, res.Errors.Map())
+	}
+	if res.Latency.Count() != 300 || res.Latency.Quantile(50) < time.Second {
+		t.Errorf("latency n=%d p50=%v, want 300 samples waiting >= 1s", res.Latency.Count(), res.Latency.Quantile(50))
+	}
+}

@@ -46,6 +46,10 @@ type Options struct {
 	Rate float64
 	// Duration is the measured time (after Warmup). Either Duration or
 	// Requests must be set; with both, the run ends at the first reached.
+	// An open loop that falls behind its schedule keeps sending the
+	// requests that were due until Duration (at least 1 s) past the end,
+	// then gives up: requests still unsent count as stats.ErrBacklog with
+	// their wait so far as latency.
 	Duration time.Duration
 	// Requests is the number of measured requests (0: run for Duration).
 	Requests int64
@@ -153,9 +157,13 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 		end = measureFrom.Add(o.Duration)
 	}
 	var sched *Schedule
+	var giveUp time.Time // open loop with a duration: stop sending late requests
 	if o.Rate > 0 {
 		s := NewSchedule(start, o.Rate)
 		sched = &s
+		if !end.IsZero() {
+			giveUp = end.Add(max(o.Duration, time.Second))
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -163,6 +171,7 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 	var (
 		next      atomic.Int64 // open loop: next schedule index
 		claimed   atomic.Int64 // measured requests claimed (request-count mode)
+		gaveUp    atomic.Bool  // the open loop abandoned its backlog
 		completed atomic.Int64
 		failed    atomic.Int64
 		results   = make([]*Result, o.Connections)
@@ -188,6 +197,16 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 					return
 				}
 				measured := !intended.Before(measureFrom)
+				if !giveUp.IsZero() {
+					if now := time.Now(); now.After(giveUp) {
+						gaveUp.Store(true)
+						if measured {
+							res.Latency.Record(now.Sub(intended))
+							res.Errors.Add(stats.ErrBacklog)
+						}
+						return
+					}
+				}
 				if measured && o.Requests > 0 && claimed.Add(1) > o.Requests {
 					return
 				}
@@ -260,6 +279,17 @@ func Run(ctx context.Context, f Factory, o Options) (*Result, error) {
 	pwg.Wait()
 
 	total := &Result{Latency: stats.NewHistogram()}
+	if gaveUp.Load() && ctx.Err() == nil {
+		// Requests never taken by a worker: also abandoned backlog.
+		now := time.Now()
+		for i := next.Load(); sched.At(i).Before(end); i++ {
+			if at := sched.At(i); !at.Before(measureFrom) {
+				total.Latency.Record(now.Sub(at))
+				total.Errors.Add(stats.ErrBacklog)
+			}
+		}
+		total.LastErr = fmt.Errorf("load: target fell behind the %v rps schedule; unsent requests counted as %v", o.Rate, stats.ErrBacklog)
+	}
 	var last time.Time
 	for w, r := range results {
 		total.Latency.Merge(r.Latency)

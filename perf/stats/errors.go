@@ -26,11 +26,14 @@ const (
 	ErrStatus
 	// ErrReset is a connection closed or reset by the peer mid-request.
 	ErrReset
+	// ErrBacklog is an open-loop request that was never sent: the target
+	// fell so far behind the schedule that the run gave up on it.
+	ErrBacklog
 	numErrorKinds
 )
 
 // ErrorKinds lists every kind in order, for reports.
-var ErrorKinds = []ErrorKind{ErrConnect, ErrTimeout, ErrStatus, ErrReset, ErrOther}
+var ErrorKinds = []ErrorKind{ErrConnect, ErrTimeout, ErrStatus, ErrReset, ErrBacklog, ErrOther}
 
 // String returns the kind's report name.
 func (k ErrorKind) String() string {
@@ -43,6 +46,8 @@ func (k ErrorKind) String() string {
 		return "status"
 	case ErrReset:
 		return "reset"
+	case ErrBacklog:
+		return "backlog"
 	case ErrOther:
 		return "other"
 	}
