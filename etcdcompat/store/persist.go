@@ -23,7 +23,8 @@ var ErrCorruptDataFile = errors.New("store: corrupt data file")
 // dataFileFormat is the version of the data file layout.
 const dataFileFormat = 1
 
-// flushInterval is the minimum time between two writes of the data file.
+// flushInterval is the minimum time between two writes of the data file
+// (longer when writing takes long).
 const flushInterval = 100 * time.Millisecond
 
 // fileData is the data file: the live keys (not their history), the
@@ -175,11 +176,15 @@ func (p *persister) run() {
 			return
 		case <-p.wake:
 		}
+		start := time.Now()
 		p.flushIfDirty()
+		// Big stores take long to write: never spend more than about a
+		// third of the time writing the file.
+		wait := max(flushInterval, 2*time.Since(start))
 		select {
 		case <-p.stopC:
 			return
-		case <-time.After(flushInterval):
+		case <-time.After(wait):
 		}
 	}
 }
