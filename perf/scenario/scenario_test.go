@@ -43,6 +43,12 @@ func meshagentBin(t *testing.T) (string, string) {
 			return
 		}
 		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			if goBin, err = exec.LookPath("go"); err != nil {
+				meshWhy = "no go toolchain to build meshagent (set PERF_MESHAGENT)"
+				return
+			}
+		}
 		dir, err := os.MkdirTemp("", "perf-meshagent-bin-")
 		if err != nil {
 			meshWhy = err.Error()
