@@ -38,8 +38,9 @@ type runConfig struct {
 	sniffTimeout time.Duration
 	opaquePorts  []int
 	originalDst  bool
-	xds          xdsConfig   // --- xDS (run_xds.go) ---
-	plugins      pluginFlags // --- extension plugins (plugins.go) ---
+	xds          xdsConfig     // --- xDS (run_xds.go) ---
+	plugins      pluginFlags   // --- extension plugins (plugins.go) ---
+	capture      captureConfig // --- capture (run_capture.go) ---
 }
 
 func (c *runConfig) flags(fs *flag.FlagSet) {
@@ -63,6 +64,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
 	c.xds.flags(fs)     // --- xDS (run_xds.go) ---
 	c.plugins.flags(fs) // --- extension plugins (plugins.go) ---
+	c.capture.flags(fs) // --- capture (run_capture.go) ---
 }
 
 // validate checks the combination of flags.
@@ -79,7 +81,7 @@ func (c *runConfig) validate() error {
 			return fmt.Errorf("--%s %q: must be host:port", a.flag, a.v)
 		}
 	}
-	return nil
+	return c.capture.validate(c.originalDst) // --- capture (run_capture.go) ---
 }
 
 // hasOtherSource reports whether a source other than --apisix-yaml is
@@ -108,6 +110,15 @@ func runRun(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	// --- capture (run_capture.go): the startup gate binds its queue
+	// before anything else, then self-managed rules are installed. ---
+	stopCapture, err := cfg.capture.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopCapture()
+	// --- end capture ---
+
 	// 1. The store: the single source of truth, validating every write.
 	st, err := store.New(store.Options{Decoder: apisix.Decode, Logger: log.With("component", "store")})
 	if err != nil {
@@ -119,6 +130,9 @@ func runRun(ctx context.Context, args []string) error {
 	// fatal; later a bad file is logged and the last good config stays).
 	errc := make(chan error, 4)
 	if err := startSources(ctx, &cfg, st, log, errc); err != nil {
+		return err
+	}
+	if err := cfg.capture.putListeners(ctx, st); err != nil { // --- capture (run_capture.go) ---
 		return err
 	}
 
@@ -157,6 +171,7 @@ func runRun(ctx context.Context, args []string) error {
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst
 	}
+	cfg.capture.dataplaneOptions(&opts) // --- capture (run_capture.go) ---
 	dp, err := dataplane.New(opts)
 	if err != nil {
 		return err
@@ -177,6 +192,12 @@ func runRun(ctx context.Context, args []string) error {
 		}
 		defer stop()
 	}
+
+	// --- capture (run_capture.go): release the startup gate once ready ---
+	go cfg.capture.awaitReady(ctx, dp, func() bool {
+		return dp.Ready() && (cfg.xds.client == nil || cfg.xds.client.Ready())
+	}, log)
+	// --- end capture ---
 
 	select {
 	case <-ctx.Done():
