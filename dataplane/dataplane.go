@@ -123,7 +123,9 @@ type Dataplane struct {
 	objsMu    sync.Mutex
 	rebuildMu sync.Mutex
 	states    map[string]*balancer.States // guarded by rebuildMu
-	tlsm      *mtls.Manager               // mTLS certificates in force
+	connMu    sync.Mutex
+	conns     map[net.Conn]struct{} // accepted connections, closed by Close
+	tlsm      *mtls.Manager         // mTLS certificates in force
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -321,7 +323,42 @@ func (d *Dataplane) Close() error {
 	}
 	d.closeListeners()
 	d.wg.Wait()
+	d.connMu.Lock()
+	for c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+	d.connMu.Unlock()
+	if s := d.snap.Load(); s != nil {
+		for _, up := range s.upstreams {
+			up.close() // idle pools and health checkers
+		}
+	}
 	return nil
+}
+
+// track records an accepted connection so Close can end it; false once
+// the data plane is closed.
+func (d *Dataplane) track(c net.Conn) bool {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return false
+	}
+	if d.conns == nil {
+		d.conns = map[net.Conn]struct{}{}
+	}
+	d.conns[c] = struct{}{}
+	return true
+}
+
+func (d *Dataplane) untrack(c net.Conn) {
+	d.connMu.Lock()
+	delete(d.conns, c)
+	d.connMu.Unlock()
 }
 
 func (d *Dataplane) closeListeners() {

@@ -119,6 +119,11 @@ func (l *listener) handle(c net.Conn) {
 	d := l.d
 	d.stats.ActiveConns.Add(1)
 	defer d.stats.ActiveConns.Add(-1)
+	if !d.track(c) {
+		c.Close()
+		return
+	}
+	defer d.untrack(c)
 	switch l.kind {
 	case kindHTTP:
 		d.serveSniffed(c, "", nil, false)
