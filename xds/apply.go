@@ -32,11 +32,6 @@ const (
 
 // ApplierOptions configure NewApplier.
 type ApplierOptions struct {
-	// Validate checks each object of a push too big for one store
-	// transaction before anything is written (pass the store's Decoder,
-	// e.g. apisix.Decode). A rejection NACKs the push. Pushes that fit one
-	// transaction are checked by the store's own Decoder atomically.
-	Validate store.Decoder
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -45,8 +40,9 @@ type ApplierOptions struct {
 // store. A push is written as one transaction when it fits etcd's limits
 // (128 ops, ~1 MiB), or when the store implements BulkTxner; otherwise in
 // dependency order (secrets, upstreams, stream routes, routes, listeners;
-// deletions in reverse) over consecutive revisions, after every object
-// was validated, so a rejected object never leaves a partial write.
+// deletions in reverse) over consecutive revisions, and a chunk rejected
+// by the store's Decoder reverts the chunks written before it. Validation
+// is the store's Decoder: a rejected object NACKs the push.
 type Applier struct {
 	st  store.Store
 	o   ApplierOptions
@@ -147,23 +143,37 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 	}
 	if bt, ok := a.st.(BulkTxner); ok {
 		_, err := bt.BulkTxn(ctx, &pb.TxnRequest{Success: ops})
-		return a.storeErr(err)
+		return storeErr(plan, err)
 	}
 	if len(ops) <= maxTxnOps && size <= maxTxnBytes {
 		_, err := a.st.Txn(ctx, &pb.TxnRequest{Success: ops})
-		return a.storeErr(err)
+		return storeErr(plan, err)
 	}
-	// Too big for one etcd transaction: consecutive chunks, after checking
-	// every object so that a rejection cannot leave a partial write (a
-	// single transaction is checked atomically by the store itself).
-	if a.o.Validate != nil {
-		for _, o := range plan.Puts {
-			if _, err := a.o.Validate([]byte(o.Key), o.Value); err != nil {
-				return fmt.Errorf("xds: %s translates to an invalid object at %s: %w", o.Source, o.Key, err)
+	// Too big for one etcd transaction: consecutive chunks. If the store
+	// rejects a chunk, the chunks already written are reverted to the
+	// values read before, so a rejected push leaves the old config.
+	a.log.Debug("xds: push split over several revisions", "ops", len(ops), "bytes", size)
+	old, err := a.snapshotKeys(ctx, ops)
+	if err != nil {
+		return storeErr(plan, err)
+	}
+	chunks := chunkOps(ops)
+	for i, c := range chunks {
+		if _, err := a.st.Txn(ctx, &pb.TxnRequest{Success: c}); err != nil {
+			if i > 0 {
+				if rerr := a.revert(ctx, ops[:chunkEnd(chunks, i)], old); rerr != nil {
+					a.log.Error("xds: revert of a partly written push failed; the store mixes old and new objects until the next push", "err", rerr)
+				}
 			}
+			return storeErr(plan, err)
 		}
 	}
-	a.log.Debug("xds: push split over several revisions", "ops", len(ops), "bytes", size)
+	return nil
+}
+
+// chunkOps splits ops into transactions within etcd's op and size limits.
+func chunkOps(ops []*pb.RequestOp) [][]*pb.RequestOp {
+	var out [][]*pb.RequestOp
 	for start := 0; start < len(ops); {
 		end, sz := start, 0
 		for end < len(ops) && end-start < maxTxnOps {
@@ -174,23 +184,77 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 			sz += n
 			end++
 		}
-		if _, err := a.st.Txn(ctx, &pb.TxnRequest{Success: ops[start:end]}); err != nil {
-			if start > 0 {
-				a.log.Error("xds: push partly written; the store holds a mix of old and new objects until the next push", "err", err)
-			}
-			return a.storeErr(err)
-		}
+		out = append(out, ops[start:end])
 		start = end
+	}
+	return out
+}
+
+// chunkEnd is the number of ops in chunks[:i].
+func chunkEnd(chunks [][]*pb.RequestOp, i int) int {
+	n := 0
+	for _, c := range chunks[:i] {
+		n += len(c)
+	}
+	return n
+}
+
+func opKey(op *pb.RequestOp) []byte {
+	if p := op.GetRequestPut(); p != nil {
+		return p.Key
+	}
+	return op.GetRequestDeleteRange().GetKey()
+}
+
+// snapshotKeys reads the current value of every key ops touch (nil: absent).
+func (a *Applier) snapshotKeys(ctx context.Context, ops []*pb.RequestOp) (map[string][]byte, error) {
+	old := make(map[string][]byte, len(ops))
+	for _, op := range ops {
+		k := opKey(op)
+		resp, err := a.st.Range(ctx, &pb.RangeRequest{Key: k})
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) == 1 {
+			old[string(k)] = resp.Kvs[0].Value
+		} else {
+			old[string(k)] = nil
+		}
+	}
+	return old, nil
+}
+
+// revert restores the keys of ops to their values in old.
+func (a *Applier) revert(ctx context.Context, ops []*pb.RequestOp, old map[string][]byte) error {
+	rev := make([]*pb.RequestOp, 0, len(ops))
+	for _, op := range ops {
+		k := opKey(op)
+		if v := old[string(k)]; v != nil {
+			rev = append(rev, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: v}}})
+		} else {
+			rev = append(rev, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: k}}})
+		}
+	}
+	for _, c := range chunkOps(rev) {
+		if _, err := a.st.Txn(ctx, &pb.TxnRequest{Success: c}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (a *Applier) storeErr(err error) error {
+// storeErr names the xDS resource behind a rejected object.
+func storeErr(plan *translate.Plan, err error) error {
 	if err == nil {
 		return nil
 	}
 	var inv *store.InvalidObjectError
 	if errors.As(err, &inv) {
+		for _, o := range plan.Puts {
+			if o.Key == inv.Key {
+				return fmt.Errorf("xds: %s translates to an object the store rejects: %w", o.Source, err)
+			}
+		}
 		return fmt.Errorf("xds: store rejected %s: %w", inv.Key, err)
 	}
 	return fmt.Errorf("xds: store write: %w", err)

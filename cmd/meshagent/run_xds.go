@@ -10,7 +10,6 @@ import (
 
 	"github.com/meshagent/meshagent/dataplane"
 	"github.com/meshagent/meshagent/dataplane/admin"
-	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds"
 
@@ -86,7 +85,7 @@ func startXDS(ctx context.Context, cfg *runConfig, st store.Store, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("--node-id/--preset: %w", err)
 	}
-	c.applier = xds.NewApplier(st, xds.ApplierOptions{Validate: apisix.Decode, Logger: log.With("component", "xds")})
+	c.applier = xds.NewApplier(st, xds.ApplierOptions{Logger: log.With("component", "xds")})
 	c.client, err = xds.New(xds.Options{
 		Addr: c.addr, TLS: c.tls, TLSCAFile: c.tlsCA, TokenFile: c.tokenFile, Delta: c.delta,
 		Node: node, Handler: c.applier, Logger: log.With("component", "xds"),

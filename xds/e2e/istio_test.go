@@ -130,7 +130,7 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	app2 := xds.NewApplier(st, xds.ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
+	app2 := xds.NewApplier(st, xds.ApplierOptions{Logger: testLogger(t)})
 	cl, err := xds.New(xds.Options{Addr: cp.Addr(), Node: n, Handler: app2, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

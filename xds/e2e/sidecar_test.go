@@ -57,7 +57,7 @@ func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDa
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := xds.NewApplier(st, xds.ApplierOptions{Validate: apisix.Decode, Logger: testLogger(t)})
+	app := xds.NewApplier(st, xds.ApplierOptions{Logger: testLogger(t)})
 	cl, err := xds.New(xds.Options{Addr: cpAddr, Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {
