@@ -49,6 +49,9 @@ type objWatcher struct {
 	// known is the consumer's view (key -> mod revision), used to compute
 	// a diff if it fell behind a compaction.
 	known map[string]int64
+	// started is set after the first delivery (a start below the history
+	// is expected; a resync later is worth a warning).
+	started bool
 }
 
 // WatchObjects implements Store. If the consumer falls behind history
@@ -131,6 +134,7 @@ func (w *objWatcher) collect() ([]ObjectEvent, bool) {
 	if w.next < s.hist.first {
 		return w.resyncLocked(), true
 	}
+	w.started = true
 	entries := s.hist.since(w.next)
 	if len(entries) > watchBatchMaxRevs {
 		entries = entries[:watchBatchMaxRevs]
@@ -180,7 +184,10 @@ func (w *objWatcher) resyncLocked() []ObjectEvent {
 			delete(w.known, k)
 		}
 	}
-	s.log.Warn("store: object watcher fell behind compaction; resynced", "prefix", w.prefix, "changes", len(out))
+	if w.started {
+		s.log.Warn("store: object watcher fell behind compaction; resynced", "prefix", w.prefix, "changes", len(out))
+	}
+	w.started = true
 	w.next = rev + 1
 	return out
 }

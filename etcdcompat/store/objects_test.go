@@ -222,3 +222,36 @@ func objSummary(evs []ObjectEvent) []string {
 	}
 	return out
 }
+
+// TestWatchObjectsFromZero: a consumer that knows nothing (rev 0) first
+// gets every current object, then the changes.
+func TestWatchObjectsFromZero(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int64
+	s, _ := newTest(t, Options{Decoder: routeDecoder(&calls)})
+	mustPut(t, s, "/apisix/routes/1", `{"uri":"/one"}`)
+	mustPut(t, s, "/apisix/routes/2", `{"uri":"/two"}`)
+	var mu sync.Mutex
+	var got []ObjectEvent
+	s.WatchObjects(ctx, "/apisix/routes/", 0, func(evs []ObjectEvent) {
+		mu.Lock()
+		got = append(got, evs...)
+		mu.Unlock()
+	})
+	mustPut(t, s, "/apisix/routes/3", `{"uri":"/three"}`)
+	want := []string{"put /apisix/routes/1 /one", "put /apisix/routes/2 /two", "put /apisix/routes/3 /three"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		sum := objSummary(got)
+		mu.Unlock()
+		if reflect.DeepEqual(sum, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %v, want %v", sum, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

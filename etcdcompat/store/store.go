@@ -119,12 +119,17 @@ type Store interface {
 	Watch(ctx context.Context, o WatchOptions) (Watcher, error)
 
 	// Objects returns the decoded objects under prefix at the current
-	// revision, sorted by key, and that revision.
+	// revision, sorted by key, and that revision. Every live key is listed;
+	// Value is nil for keys the Decoder does not govern.
 	Objects(prefix string) ([]Object, int64)
 	// WatchObjects calls fn, from one goroutine and in revision order, with
 	// the decoded changes under prefix after revision rev, until ctx ends.
 	// Each change is decoded once, when written, whatever the number of
 	// watchers. fn must not block for long; the store buffers behind it.
+	// With rev <= 0, or if fn falls so far behind that history was dropped,
+	// fn first receives the difference between what it was told and the
+	// current state (puts for every new or changed object, deletes for the
+	// rest), so its view always converges.
 	WatchObjects(ctx context.Context, prefix string, rev int64, fn func([]ObjectEvent))
 
 	// Close stops lease expiry, flushes the data file and ends watches.
