@@ -31,7 +31,16 @@ var (
 	meshOnce sync.Once
 	meshBin  string
 	meshWhy  string
+	meshDir  string // temporary build directory, removed by TestMain
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if meshDir != "" {
+		_ = os.RemoveAll(meshDir)
+	}
+	os.Exit(code)
+}
 
 // meshagentBin returns a meshagent binary that has the `run` command:
 // $PERF_MESHAGENT, else one built from ./cmd/meshagent. It returns "" and
@@ -54,6 +63,7 @@ func meshagentBin(t *testing.T) (string, string) {
 			meshWhy = err.Error()
 			return
 		}
+		meshDir = dir
 		out := filepath.Join(dir, "meshagent")
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
