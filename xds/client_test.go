@@ -264,6 +264,19 @@ func TestClientLifecycle(t *testing.T) {
 			eventually(t, "resync acked", func() bool {
 				return statusOf(h.cl, translate.KindListener).State == StateACKed && statusOf(h.cl, translate.KindEndpoints).State == StateACKed
 			})
+			// The first CDS request of the new stream carries what is known.
+			for _, r := range h.cp.Requests() {
+				if r.TypeURL != translate.KindCluster.TypeURL() {
+					continue
+				}
+				if delta && r.InitialVersions["svc-a"] == "" {
+					t.Errorf("delta resubscription without initial_resource_versions: %+v", r)
+				}
+				if !delta && r.Version != "v5" {
+					t.Errorf("SotW resubscription with version %q, want the last ACKed v5", r.Version)
+				}
+				break
+			}
 			time.Sleep(50 * time.Millisecond)
 			if h.st.Rev() != rev {
 				t.Errorf("resync of an unchanged config moved the revision %d -> %d", rev, h.st.Rev())

@@ -59,6 +59,10 @@ type Request struct {
 	Nonce string
 	// Delta tells a delta request from a state-of-the-world one.
 	Delta bool
+	// Version is the version_info (SotW) of the request.
+	Version string
+	// InitialVersions are the initial_resource_versions (delta).
+	InitialVersions map[string]string
 }
 
 // Start serves a new control plane on addr (e.g. "127.0.0.1:0"); opts
@@ -153,12 +157,12 @@ func (s *Server) record(r Request, nack string) {
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
-			s.record(Request{TypeURL: r.GetTypeUrl(), Names: r.GetResourceNames(), Nonce: r.GetResponseNonce()}, r.GetErrorDetail().GetMessage())
+			s.record(Request{TypeURL: r.GetTypeUrl(), Names: r.GetResourceNames(), Nonce: r.GetResponseNonce(), Version: r.GetVersionInfo()}, r.GetErrorDetail().GetMessage())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
 			s.record(Request{TypeURL: r.GetTypeUrl(), Names: r.GetResourceNamesSubscribe(), Unsubscribe: r.GetResourceNamesUnsubscribe(),
-				Nonce: r.GetResponseNonce(), Delta: true}, r.GetErrorDetail().GetMessage())
+				Nonce: r.GetResponseNonce(), Delta: true, InitialVersions: r.GetInitialResourceVersions()}, r.GetErrorDetail().GetMessage())
 			return nil
 		},
 	}
