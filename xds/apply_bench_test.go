@@ -109,6 +109,8 @@ func BenchmarkTranslatedMemory(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				runtime.GC()
+				debug.FreeOSMemory()
+				rss0 := rssMB()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
 				// The decoded resources are retained by the translator, as
@@ -122,6 +124,7 @@ func BenchmarkTranslatedMemory(b *testing.B) {
 				debug.FreeOSMemory()
 				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
 				b.ReportMetric(rssMB(), "rss-MB")
+				b.ReportMetric(rssMB()-rss0, "rss-delta-MB")
 				runtime.KeepAlive(a)
 				st.Close()
 			}
