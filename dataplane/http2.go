@@ -196,6 +196,10 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 			c.Respond(502, body502)
 		}
 		d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+		if isGRPCRequest(r) {
+			writeGRPCError(c.w, c.status)
+			return
+		}
 		d.writeH2Local(c)
 		return
 	}
@@ -243,6 +247,27 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	for k, vv := range resp.Trailer {
 		wh[http.TrailerPrefix+k] = vv
 	}
+}
+
+func isGRPCRequest(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return len(ct) >= 16 && ct[:16] == "application/grpc"
+}
+
+// writeGRPCError answers a gRPC call the proxy could not forward with a
+// trailers-only gRPC response, so clients see the gRPC code (as Envoy
+// does) instead of an HTTP status: 504 -> DEADLINE_EXCEEDED (4), 502 and
+// 503 -> UNAVAILABLE (14).
+func writeGRPCError(w http.ResponseWriter, status int) {
+	code, msg := "14", "upstream unavailable"
+	if status == 504 {
+		code, msg = "4", "upstream timeout"
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", code)
+	h.Set("Grpc-Message", msg)
+	w.WriteHeader(http.StatusOK)
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
