@@ -3,13 +3,16 @@ package etcdcompat
 import (
 	"fmt"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/golang/protobuf/proto" //nolint:staticcheck // etcd 3.5's API types are gogo/golang-protobuf v1 messages.
 )
 
 // codec is the gRPC codec for etcd's gogo-generated messages: it calls
 // their generated Marshal/Unmarshal directly (as etcd's server does) and
-// falls back to golang/protobuf for anything else (grpc health).
-type codec struct{}
+// falls back to golang/protobuf for anything else (grpc health). The
+// server's codec also sends cached Range replies' bytes as they are.
+type codec struct{ rc *rangeCache }
 
 type gogoMessage interface {
 	Size() int
@@ -18,7 +21,12 @@ type gogoMessage interface {
 }
 
 // Marshal encodes v.
-func (codec) Marshal(v any) ([]byte, error) {
+func (c codec) Marshal(v any) ([]byte, error) {
+	if r, ok := v.(*pb.RangeResponse); ok {
+		if enc := c.rc.encoded(r); enc != nil {
+			return enc, nil
+		}
+	}
 	if m, ok := v.(gogoMessage); ok {
 		b := make([]byte, m.Size())
 		n, err := m.MarshalTo(b)

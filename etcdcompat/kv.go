@@ -23,11 +23,24 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := checkRangeRequest(r); err != nil {
 		return nil, err
 	}
+	var ckey string
+	if k.s.rc.cacheable(r) {
+		b, err := r.Marshal()
+		if err == nil {
+			ckey = string(b)
+			if resp := k.s.rc.get(ckey, k.s.st.Rev()); resp != nil {
+				return resp, nil
+			}
+		}
+	}
 	resp, err := k.s.st.Range(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
 	resp.Header = k.s.hdr.fill(resp.Header)
+	if ckey != "" {
+		k.s.rc.put(ckey, resp)
+	}
 	return resp, nil
 }
 

@@ -19,6 +19,10 @@ var refEtcd struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(rssHelperEnv) != "" {
+		rssHelper()
+		return
+	}
 	code, err := runWithEtcd(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etcdcompat tests: embedded etcd:", err)

@@ -92,6 +92,10 @@ type Options struct {
 	// MaxTxnOps limits the operations of one txn branch (DefaultMaxTxnOps if
 	// zero).
 	MaxTxnOps int
+	// RangeCacheBytes bounds the cache of encoded large Range replies at
+	// the current revision (DefaultRangeCacheBytes if zero; negative
+	// disables it).
+	RangeCacheBytes int
 }
 
 // Server is an etcd v3 server backed by a store.Store. Create it with New,
@@ -102,6 +106,7 @@ type Server struct {
 	st     store.Store
 	log    *slog.Logger
 	hdr    header
+	rc     *rangeCache
 	auth   *authenticator
 	grpc   *grpc.Server
 	gw     *gateway
@@ -167,12 +172,18 @@ func New(o Options) (*Server, error) {
 	if o.MaxTxnOps <= 0 {
 		o.MaxTxnOps = DefaultMaxTxnOps
 	}
+	if o.RangeCacheBytes == 0 {
+		o.RangeCacheBytes = DefaultRangeCacheBytes
+	}
 	s := &Server{opts: o, st: o.Store, log: o.Logger}
+	if o.RangeCacheBytes > 0 {
+		s.rc = newRangeCache(o.RangeCacheBytes)
+	}
 	s.hdr = header{clusterID: o.ClusterID, memberID: o.MemberID, rev: o.Store.Rev}
 	s.auth = newAuthenticator(o.User, o.Password, o.TokenTTL)
 
 	s.grpc = grpc.NewServer(
-		grpc.ForceServerCodec(codec{}),
+		grpc.ForceServerCodec(codec{rc: s.rc}),
 		grpc.MaxRecvMsgSize(o.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
