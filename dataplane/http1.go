@@ -217,11 +217,10 @@ func (d *Dataplane) prepareH1(c *h1Ctx, up *upstream) {
 // was written).
 func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 	fc := c.fc
-	d.prepareH1(c, up)
 	if c.scheme == "https" && !up.tls || c.scheme == "http" && up.tls {
 		c.scheme = "" // the node pools are per scheme; the upstream's wins
-		d.prepareH1(c, up)
 	}
+	d.prepareH1(c, up)
 	var start time.Time
 	if up.retryTO > 0 {
 		start = time.Now()
