@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/meshagent/meshagent/etcdcompat/apisix"
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds/translate"
 )
@@ -48,8 +51,13 @@ type Applier struct {
 	o   ApplierOptions
 	log *slog.Logger
 
-	mu sync.Mutex // serialises Apply; guards t
+	mu sync.Mutex // serialises Apply; guards t and seed
 	t  *translate.Translator
+	// seed holds, until the first complete config, the xxhash of objects
+	// an earlier run left in the store (label meshagent.xds.name): equal
+	// objects are not rewritten, the others are deleted by Synced.
+	seed   map[string]uint64
+	seeded bool
 
 	pushes    atomic.Int64
 	writes    atomic.Int64
@@ -90,6 +98,11 @@ func (a *Applier) Apply(ctx context.Context, k translate.Kind, upserts []transla
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
+	if !a.seeded {
+		if err := a.loadSeed(ctx); err != nil {
+			return err
+		}
+	}
 	plan, err := a.t.Stage(k, upserts, removals)
 	if err != nil {
 		return err
@@ -99,11 +112,62 @@ func (a *Applier) Apply(ctx context.Context, k translate.Kind, upserts []transla
 		return err
 	}
 	plan.Commit()
+	for _, o := range plan.Puts {
+		delete(a.seed, o.Key)
+	}
 	a.pushes.Add(1)
 	a.writes.Add(int64(len(plan.Puts) + len(plan.Deletes)))
 	a.lastApply.Store(int64(time.Since(start)))
 	return nil
 }
+
+// seedPrefixes are where translated objects live.
+var seedPrefixes = []string{"/apisix/", "/meshagent/"}
+
+// loadSeed records the translated objects already in the store.
+func (a *Applier) loadSeed(ctx context.Context) error {
+	a.seed = map[string]uint64{}
+	for _, p := range seedPrefixes {
+		end := []byte(p)
+		end[len(end)-1]++
+		resp, err := a.st.Range(ctx, &pb.RangeRequest{Key: []byte(p), RangeEnd: end})
+		if err != nil {
+			return fmt.Errorf("xds: read the store: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			if bytes.Contains(kv.Value, []byte(`"`+apisix.LabelXDSName+`"`)) {
+				a.seed[string(kv.Key)] = xxhash.Sum64(kv.Value)
+			}
+		}
+	}
+	a.seeded = true
+	return nil
+}
+
+// Synced implements Syncer: objects an earlier run left in the store that
+// the first complete config did not produce again are deleted.
+func (a *Applier) Synced(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seed) == 0 {
+		return nil
+	}
+	var ops []*pb.RequestOp
+	for k := range a.seed {
+		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(k)}}})
+	}
+	sort.Slice(ops, func(i, j int) bool { return keyRank(string(opKey(ops[i]))) > keyRank(string(opKey(ops[j]))) })
+	for _, c := range chunkOps(ops) {
+		if _, err := a.st.Txn(ctx, &pb.TxnRequest{Success: c}); err != nil {
+			return fmt.Errorf("xds: delete stale objects: %w", err)
+		}
+	}
+	a.log.Info("xds: removed objects of an earlier run", "count", len(ops))
+	a.seed = nil
+	return nil
+}
+
+var _ Syncer = (*Applier)(nil)
 
 // keyRank orders writes so that what is referred to exists first.
 func keyRank(key string) int {
@@ -124,7 +188,16 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 	if plan.Empty() {
 		return nil
 	}
-	puts := append([]translate.Object(nil), plan.Puts...)
+	puts := make([]translate.Object, 0, len(plan.Puts))
+	for _, o := range plan.Puts {
+		if h, ok := a.seed[o.Key]; ok && h == xxhash.Sum64(o.Value) {
+			continue // left by an earlier run with the same bytes
+		}
+		puts = append(puts, o)
+	}
+	if len(puts) == 0 && len(plan.Deletes) == 0 {
+		return nil
+	}
 	sort.SliceStable(puts, func(i, j int) bool { return keyRank(puts[i].Key) < keyRank(puts[j].Key) })
 	dels := append([]string(nil), plan.Deletes...)
 	sort.SliceStable(dels, func(i, j int) bool { return keyRank(dels[i]) > keyRank(dels[j]) })

@@ -228,28 +228,50 @@ func (c *Client) decided(ts *typeState, version string, applyErr error) {
 	ts.firstDone = true
 }
 
+// Syncer is an optional Handler capability: Synced is called once, when
+// the first complete config has been applied and before readiness is
+// reported (the Applier removes objects left in the store by an earlier
+// run that this config no longer produces).
+type Syncer interface {
+	Synced(ctx context.Context) error
+}
+
 // checkReady sets readiness once CDS and LDS are applied and nothing they
 // name is missing.
-func (c *Client) checkReady() {
+func (c *Client) checkReady(ctx context.Context) {
+	if !c.complete() {
+		return
+	}
+	if s, ok := c.o.Handler.(Syncer); ok {
+		if err := s.Synced(ctx); err != nil {
+			c.log.Error("xds: cleanup after the first complete config failed", "err", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ready = true
+	close(c.readyCh)
+	c.log.Info("xds: first complete config applied; ready")
+}
+
+func (c *Client) complete() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ready {
-		return
+		return false
 	}
 	if !c.types[translate.KindCluster].firstDone || !c.types[translate.KindListener].firstDone {
-		return
+		return false
 	}
 	for _, k := range []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret} {
 		known := c.types[k].known
 		for _, n := range c.o.Handler.Wanted(k) {
 			if _, ok := known[n]; !ok {
-				return
+				return false
 			}
 		}
 	}
-	c.ready = true
-	close(c.readyCh)
-	c.log.Info("xds: first complete config applied; ready")
+	return true
 }
 
 // wantedChange returns the new subscription of a named type when it

@@ -316,3 +316,65 @@ func checkWarmingOrder(t *testing.T, reqs []controlplane.Request) {
 		t.Errorf("EDS or RDS never requested: %+v", reqs)
 	}
 }
+
+// TestRestartOverExistingStore: a new client (a restarted meshagent with
+// a persisted store) does not rewrite objects that are still current and
+// deletes, before reporting ready, those the control plane no longer has.
+func TestRestartOverExistingStore(t *testing.T) {
+	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Stop()
+	st, err := store.New(store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
+	run := func(version string, cfg controlplane.Resources) {
+		t.Helper()
+		if err := cp.SetSnapshot(context.Background(), testNode, version, cfg); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := New(Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = cl.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		select {
+		case <-cl.ReadyCh():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("not ready: %+v", cl.Status())
+		}
+	}
+	run("v1", baseConfig("127.0.0.1:9001", "127.0.0.1:9002"))
+	modRev := func(key string) int64 {
+		resp, err := st.Range(context.Background(), &pb.RangeRequest{Key: []byte(key)})
+		if err != nil || len(resp.Kvs) != 1 {
+			return 0
+		}
+		return resp.Kvs[0].ModRevision
+	}
+	keepRev := modRev(translate.PrefixUpstreams + "svc-a")
+	if keepRev == 0 || modRev(translate.PrefixUpstreams+"svc-b") == 0 {
+		t.Fatal("first run did not write both upstreams")
+	}
+	// Second run: same svc-a, svc-b gone from the control plane.
+	cfg := baseConfig("127.0.0.1:9001", "127.0.0.1:9002")
+	cfg.Clusters, cfg.Endpoints = cfg.Clusters[:1], cfg.Endpoints[:1]
+	cfg.Routes[0].VirtualHosts[0].Routes = cfg.Routes[0].VirtualHosts[0].Routes[1:]
+	run("v1", cfg)
+	if got := modRev(translate.PrefixUpstreams + "svc-a"); got != keepRev {
+		t.Errorf("unchanged upstream rewritten: mod revision %d -> %d", keepRev, got)
+	}
+	if modRev(translate.PrefixUpstreams+"svc-b") != 0 {
+		t.Error("stale upstream svc-b of the earlier run kept")
+	}
+	if n := len(storeJSON(t, st, translate.PrefixRoutes)); n != 1 {
+		t.Errorf("%d routes after restart, want 1", n)
+	}
+}

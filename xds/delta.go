@@ -122,7 +122,7 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (got b
 		if err := resubscribe(); err != nil {
 			return got, err
 		}
-		c.checkReady()
+		c.checkReady(ctx)
 	}
 }
 

@@ -117,7 +117,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (got bo
 		if err := c.sotwResubscribe(ctx, send); err != nil {
 			return got, err
 		}
-		c.checkReady()
+		c.checkReady(ctx)
 	}
 }
 
