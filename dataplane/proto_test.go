@@ -63,6 +63,21 @@ func (g *grpcBackend) StreamingOutputCall(in *testpb.StreamingOutputCallRequest,
 	return nil
 }
 
+func (g *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+	for {
+		in, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&testpb.StreamingOutputCallResponse{Payload: in.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
 func startGRPC(t *testing.T) (string, *grpcBackend) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,6 +138,29 @@ func TestGRPCThroughProxy(t *testing.T) {
 		}
 		if got := st.Trailer().Get("x-stream-trailer"); len(got) != 1 || got[0] != "done" {
 			t.Fatalf("stream trailer %v", st.Trailer())
+		}
+	})
+	t.Run("bidirectional streaming, message by message", func(t *testing.T) {
+		st, err := cl.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{"a", "bb", "ccc"} {
+			if err := st.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte(m)}}); err != nil {
+				t.Fatal(err)
+			}
+			// The reply must come back before the next message is sent:
+			// neither direction is buffered to the end by the proxy.
+			r, err := st.Recv()
+			if err != nil || string(r.GetPayload().GetBody()) != m {
+				t.Fatalf("echo of %q: %v %v", m, r, err)
+			}
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end of stream: %v", err)
 		}
 	})
 	t.Run("deadline becomes grpc-timeout", func(t *testing.T) {

@@ -143,3 +143,17 @@ func TestCHashIsSticky(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPSUpstream(t *testing.T) {
+	e := newEnv(t, nil)
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", "tls")
+		w.Header().Set("X-Seen-TLS", fmt.Sprint(r.TLS != nil))
+	}))
+	t.Cleanup(s.Close)
+	e.put("/apisix/routes/r", `{"uri":"/s","upstream":{"scheme":"https","nodes":`+nodesJSON(s.Listener.Addr().String())+`}}`)
+	r := e.get("/s")
+	if r.status != 200 || r.h.Get("X-Seen-TLS") != "true" {
+		t.Fatalf("status %d, backend TLS %q", r.status, r.h.Get("X-Seen-TLS"))
+	}
+}
