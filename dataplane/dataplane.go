@@ -86,16 +86,29 @@ type Options struct {
 
 // Stats are the data plane's counters; all fields are atomics.
 type Stats struct {
-	Requests        atomic.Int64
-	Rebuilds        atomic.Int64
-	ConfigRejected  atomic.Int64
-	PluginPanics    atomic.Int64
-	PluginBugs      atomic.Int64
-	UpstreamErrors  atomic.Int64
-	Retries         atomic.Int64
-	NoRoute         atomic.Int64
-	ActiveConns     atomic.Int64
-	TCPConns        atomic.Int64
+	// Requests counts HTTP requests (all protocols) received.
+	Requests atomic.Int64
+	// Rebuilds counts snapshots published.
+	Rebuilds atomic.Int64
+	// ConfigRejected counts objects (routes, upstreams, listeners, ...)
+	// refused at snapshot build; their previous version stayed in force.
+	ConfigRejected atomic.Int64
+	// PluginPanics counts filter panics (each answered 500).
+	PluginPanics atomic.Int64
+	// PluginBugs counts Stop without a response (each answered 500).
+	PluginBugs atomic.Int64
+	// UpstreamErrors counts failed upstream attempts (connect, reset,
+	// timeout), retried or not.
+	UpstreamErrors atomic.Int64
+	// Retries counts attempts after the first one.
+	Retries atomic.Int64
+	// NoRoute counts requests answered 404 for want of a route.
+	NoRoute atomic.Int64
+	// ActiveConns is the number of downstream connections open now.
+	ActiveConns atomic.Int64
+	// TCPConns counts connections proxied as TCP (stream routes).
+	TCPConns atomic.Int64
+	// ListenersActive is the number of bound listeners.
 	ListenersActive atomic.Int64
 	// PassThrough counts connections forwarded to their original
 	// destination; PassThroughRefused those reset by RefusePassThrough.
