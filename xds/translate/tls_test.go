@@ -1,0 +1,133 @@
+package translate
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/meshagent/meshagent/plugins/rbac"
+	"github.com/meshagent/meshagent/xds/controlplane"
+)
+
+func testCert(t *testing.T, uri string) (string, string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	u, _ := url.Parse(uri)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "web"}, URIs: []*url.URL{u},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+}
+
+func sds(name string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}
+}
+
+func TestSecretsAndTLS(t *testing.T) {
+	cert, key := testCert(t, "spiffe://default/web")
+	tr := New(nil)
+	out := stage(t, tr, KindSecret,
+		&tlsv3.Secret{Name: "identity_cert:secret:default", Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: []byte(cert)}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: []byte(key)}}}}},
+		&tlsv3.Secret{Name: "mesh_ca:secret:default", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: []byte(cert)}}}}})
+	ssl := out[PrefixSSLs+ObjectID("identity_cert:secret:default")]
+	if field(t, ssl, "type") != `"client"` || !strings.Contains(ssl, "BEGIN CERTIFICATE") || !strings.Contains(ssl, "PRIVATE KEY") {
+		t.Errorf("identity ssl %s", ssl)
+	}
+	if ca := out[PrefixSecrets+ObjectID("mesh_ca:secret:default")]; !strings.Contains(field(t, ca, "trusted_ca"), "BEGIN CERTIFICATE") {
+		t.Errorf("ca secret %s", ca)
+	}
+
+	// An mTLS cluster as Kuma writes it: SDS identity, SDS CA, SAN match.
+	c := controlplane.StaticCluster("backend", "127.0.0.1:20002")
+	c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: controlplane.MustAny(&tlsv3.UpstreamTlsContext{Sni: "backend{mesh=default}", CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:                  []string{"kuma"},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds("identity_cert:secret:default")},
+			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+					SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://default/backend"}}}}},
+				ValidationContextSdsSecretConfig: sds("mesh_ca:secret:default")}},
+		}})}}
+	out = stage(t, tr, KindCluster, c)
+	up := out[PrefixUpstreams+"backend"]
+	if got, want := field(t, up, "tls"), `{"sni":"backend{mesh=default}","alpn":["kuma"],"match_subject_alt_names":["spiffe://default/backend"],"secret_name":"identity_cert:secret:default","ca_secret_name":"mesh_ca:secret:default"}`; got != want {
+		t.Errorf("tls = %s\nwant  %s", got, want)
+	}
+	if field(t, up, "scheme") != `"https"` {
+		t.Errorf("scheme %s", field(t, up, "scheme"))
+	}
+	if w := strings.Join(tr.Wanted(KindSecret), ","); w != "identity_cert:secret:default,mesh_ca:secret:default" {
+		t.Errorf("wanted secrets %s", w)
+	}
+}
+
+// TestListenerRBACAndTLS: an inbound listener as Kuma's mTLS mode writes
+// it; the rbac plugin it yields compiles with plugins/rbac.
+func TestListenerRBACAndTLS(t *testing.T) {
+	policy := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{
+		"allow-web": {
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+			Principals: []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{
+				PrincipalName: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://default/web"}}}}}},
+		}}}
+	hcm := controlplane.HCM("inbound", "", controlplane.RouteConfig("inbound:backend",
+		controlplane.VirtualHost("backend", []string{"*"}, controlplane.PrefixRoute("", "/", "localhost:8080"))))
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+		TypedConfig: controlplane.MustAny(&rbachttp.RBAC{Rules: policy})}}},
+		&hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: controlplane.MustAny(&routerv3.Router{})}})
+	chain := controlplane.HTTPFilterChain(hcm)
+	chain.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: controlplane.MustAny(&tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds("identity_cert:secret:default")},
+			ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds("mesh_ca:secret:default")},
+		}})}}
+	l := &listenerv3.Listener{Name: "inbound:127.0.0.1:20001", Address: controlplane.SocketAddress("127.0.0.1:20001"),
+		FilterChains: []*listenerv3.FilterChain{chain}, TrafficDirection: corev3.TrafficDirection_INBOUND}
+	out := stage(t, New(nil), KindListener, l)
+	obj := out[PrefixListeners+ObjectID(l.Name)]
+	var lo struct {
+		FilterChains []struct {
+			TLS     json.RawMessage            `json:"tls"`
+			Plugins map[string]json.RawMessage `json:"plugins"`
+		} `json:"filter_chains"`
+	}
+	if err := json.Unmarshal([]byte(obj), &lo); err != nil || len(lo.FilterChains) != 1 {
+		t.Fatalf("%v %s", err, obj)
+	}
+	if got := string(lo.FilterChains[0].TLS); got != `{"secret_name":"identity_cert:secret:default","ca_secret_name":"mesh_ca:secret:default","require_client_certificate":true}` {
+		t.Errorf("tls %s", got)
+	}
+	raw := lo.FilterChains[0].Plugins["rbac"]
+	if !strings.Contains(string(raw), `"stage":"http"`) || !strings.Contains(string(raw), `spiffe://default/web`) {
+		t.Errorf("rbac plugin %s", raw)
+	}
+	if _, err := rbac.Compile(raw); err != nil {
+		t.Errorf("the rbac plugin config does not compile: %v\n%s", err, raw)
+	}
+}
