@@ -92,4 +92,3 @@ func buildConsumers(objs *objects) ([]*plugins.Consumer, string) {
 	}
 	return out, fp.String()
 }
-
