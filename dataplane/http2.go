@@ -190,7 +190,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		switch {
 		case err == nil:
 			c.Respond(503, body503)
-		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 			c.Respond(504, body504)
 		default:
 			c.Respond(502, body502)
