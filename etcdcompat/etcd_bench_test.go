@@ -255,7 +255,7 @@ func BenchmarkWatchDelivery(b *testing.B) {
 }
 
 func benchWatch(b *testing.B, bt *benchTarget, n int) {
-	key := []byte(fmt.Sprintf("/apisix/upstreams/w%d", n))
+	key := []byte(fmt.Sprintf("/apisix/routes/w%d", n))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
