@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
@@ -260,12 +262,22 @@ func (d *Dataplane) rebuild() {
 	d.stats.Rebuilds.Add(1)
 	d.reconcileListeners(s)
 	if prev != nil {
+		var inUse map[*fasthttp.HostClient]bool
 		for k, up := range prev.upstreams {
-			if _, ok := s.upstreams[k]; !ok {
-				// Requests in flight keep their connections; only idle
-				// ones are closed now, the rest when released.
-				time.AfterFunc(5*time.Second, up.close)
+			if _, ok := s.upstreams[k]; ok {
+				continue
 			}
+			if inUse == nil {
+				inUse = map[*fasthttp.HostClient]bool{}
+				for _, cur := range s.upstreams {
+					for _, n := range cur.nodes {
+						inUse[n.hc] = true
+					}
+				}
+			}
+			// Requests in flight keep their connections; idle ones of
+			// pools no longer used are closed a little later.
+			time.AfterFunc(5*time.Second, func() { up.retire(inUse) })
 		}
 	}
 }

@@ -182,7 +182,7 @@ func (b *builder) upstream(id string, u *apisix.Upstream, override *apisix.Timeo
 	b.seenIDs[id] = true
 	env := upstreamEnv{states: st, log: b.log, tlsm: b.tlsm}
 	if p := b.prevByID[id]; p != nil {
-		env.prev = p.checker
+		env.prev, env.prevUp = p.checker, p
 	}
 	up, err := newUpstream(id, key, u, override, env)
 	if err != nil {
@@ -206,7 +206,7 @@ func (b *builder) build() *snapshot {
 	b.prevByID = map[string]*upstream{}
 	if b.prev != nil {
 		for _, up := range b.prev.upstreams {
-			if up.checker != nil {
+			if q := b.prevByID[up.id]; q == nil || up.checker != nil {
 				b.prevByID[up.id] = up
 			}
 		}

@@ -100,6 +100,10 @@ type upstream struct {
 	checker *health.Checker
 	hf      balancer.Health
 	h2      h2Upstream // HTTP/2 transport (grpc, h2), built on first use
+	// poolSig identifies the node pool settings (TLS, timeouts, keepalive
+	// pool): nodes of a changed upstream with the same poolSig keep their
+	// fasthttp.HostClient, so an endpoint change does not reconnect all.
+	poolSig string
 	// tlsConf is the client TLS config (mTLS: certificates looked up per
 	// handshake, so rotation needs no new upstream); nil without TLS.
 	tlsConf *tls.Config
@@ -130,6 +134,9 @@ type upstreamEnv struct {
 	prev   *health.Checker
 	log    *slog.Logger
 	tlsm   *mtls.Manager // mTLS; nil: TLS without verification
+	// prevUp is the previous runtime of the same upstream id: its node
+	// connection pools are reused when the pool settings are unchanged.
+	prevUp *upstream
 }
 
 // newUpstream compiles u. override (a route timeout) replaces u.Timeout.
@@ -195,6 +202,15 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 	if up.tls {
 		defPort = 443
 	}
+	tlsJSON, _ := json.Marshal(u.TLS)
+	up.poolSig = fmt.Sprintf("%v|%v|%d|%v|%d|%s", up.tls, up.to, size, idle, reqs, tlsJSON)
+	var reuse map[string]*fasthttp.HostClient
+	if p := env.prevUp; p != nil && p.poolSig == up.poolSig {
+		reuse = make(map[string]*fasthttp.HostClient, len(p.nodes))
+		for _, n := range p.nodes {
+			reuse[n.addr] = n.hc
+		}
+	}
 	for i, n := range u.Nodes {
 		if n.Host == "" {
 			return nil, fmt.Errorf("dataplane: upstream %s: field \"nodes[%d].host\": required", id, i)
@@ -208,7 +224,11 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 			hostHdr = net.JoinHostPort(n.Host, strconv.Itoa(port))
 		}
 		nd := &node{addr: net.JoinHostPort(n.Host, strconv.Itoa(port)), hostHdr: []byte(hostHdr), weight: n.Weight, priority: n.Priority}
-		nd.hc = newHostClient(nd.addr, up, size, idle, reqs)
+		if hc, ok := reuse[nd.addr]; ok {
+			nd.hc = hc // keep the warm connections of an unchanged node
+		} else {
+			nd.hc = newHostClient(nd.addr, up, size, idle, reqs)
+		}
 		up.nodes = append(up.nodes, nd)
 	}
 	if u.Retries != nil {
@@ -322,6 +342,21 @@ func idempotent(req *fasthttp.Request) bool {
 }
 
 // close releases idle pooled connections.
+// retire stops the health checker and the HTTP/2 transport of a runtime
+// no snapshot uses any more, and closes the idle connections of its node
+// pools except those a newer runtime reuses (inUse).
+func (u *upstream) retire(inUse map[*fasthttp.HostClient]bool) {
+	for _, n := range u.nodes {
+		if !inUse[n.hc] {
+			n.hc.CloseIdleConnections()
+		}
+	}
+	u.h2.close()
+	if u.checker != nil {
+		u.checker.Stop()
+	}
+}
+
 func (u *upstream) close() {
 	for _, n := range u.nodes {
 		n.hc.CloseIdleConnections()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -156,4 +157,44 @@ func TestHTTPSUpstream(t *testing.T) {
 	if r.status != 200 || r.h.Get("X-Seen-TLS") != "true" {
 		t.Fatalf("status %d, backend TLS %q", r.status, r.h.Get("X-Seen-TLS"))
 	}
+}
+
+// An endpoint change keeps the warm connections of unchanged nodes.
+func TestPoolsSurviveUpstreamChange(t *testing.T) {
+	e := newEnv(t, nil)
+	var conns atomic.Int64
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("X-Backend", "a") }))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	a := s.Listener.Addr().String()
+	other := backend(t, "b")
+	h, p, _ := net.SplitHostPort(other)
+	e.put("/apisix/upstreams/u", `{"nodes":`+nodesJSON(a)+`}`)
+	e.put("/apisix/routes/r", `{"uri":"/p","upstream_id":"u"}`)
+	for range 5 {
+		if r := e.get("/p"); r.status != 200 {
+			t.Fatalf("status %d", r.status)
+		}
+	}
+	before := conns.Load()
+	// Add a node of weight 0 (never picked): node a is unchanged.
+	e.put("/apisix/upstreams/u", `{"nodes":[{"host":"127.0.0.1","port":`+portOf(a)+`,"weight":1},{"host":"`+h+`","port":`+p+`,"weight":0}]}`)
+	for range 5 {
+		if r := e.get("/p"); r.status != 200 || r.h.Get("X-Backend") != "a" {
+			t.Fatalf("status %d backend %q", r.status, r.h.Get("X-Backend"))
+		}
+	}
+	if got := conns.Load(); got != before {
+		t.Fatalf("backend saw %d new connections after the upstream change, want 0", got-before)
+	}
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }
