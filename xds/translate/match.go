@@ -295,3 +295,75 @@ func hostsOf(domains []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// uriKey is one path pattern of a route as APISIX's router sees it: an
+// exact path, or a prefix (the part before a trailing '*').
+type uriKey struct {
+	exact bool
+	s     string
+}
+
+func (m *match) keys() []uriKey {
+	var out []uriKey
+	for _, u := range m.uris {
+		if strings.HasSuffix(u, "*") {
+			out = append(out, uriKey{s: strings.TrimSuffix(u, "*")})
+		} else {
+			out = append(out, uriKey{exact: true, s: u})
+		}
+	}
+	return out
+}
+
+// beats reports whether APISIX's router tries a before b for a path both
+// can match: an exact path before a prefix, a longer prefix before a
+// shorter one. Equal patterns are ordered by priority (Envoy's order).
+func (a uriKey) beats(b uriKey) bool {
+	switch {
+	case a.exact && b.exact:
+		return false
+	case a.exact:
+		return strings.HasPrefix(a.s, b.s)
+	case b.exact:
+		return false
+	}
+	return len(a.s) > len(b.s) && strings.HasPrefix(a.s, b.s)
+}
+
+// reordered reports whether APISIX would try some route before an earlier
+// one of the same virtual host, where Envoy takes the first match.
+func reordered(ms []*match) bool {
+	for i := range ms {
+		ki := ms[i].keys()
+		for j := i + 1; j < len(ms); j++ {
+			for _, b := range ms[j].keys() {
+				for _, a := range ki {
+					if b.beats(a) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// ordered rewrites m so every route of its virtual host shares the path
+// pattern "/*" (then priority alone keeps Envoy's order) and the path
+// condition moves into vars.
+func (m *match) ordered() {
+	if len(m.uris) == 1 && m.uris[0] == "/*" {
+		return // already a vars condition (regex, case-insensitive, "/")
+	}
+	var cond expr
+	switch m.kind {
+	case "path":
+		cond = expr{"uri", "==", m.uris[0]}
+	case "prefix":
+		cond = expr{"uri", "~~", "^" + regexp.QuoteMeta(m.prefix)}
+	case "separated":
+		cond = expr{"uri", "~~", "^" + regexp.QuoteMeta(strings.TrimSuffix(m.prefix, "/")) + "(/|$)"}
+	}
+	m.uris = []string{"/*"}
+	m.vars = append([]expr{cond}, m.vars...)
+}

@@ -3,6 +3,7 @@ package translate
 import (
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -153,6 +154,21 @@ func TestMatchSemantics(t *testing.T) {
 		{"first route wins on the same path", any, []*routev3.Route{
 			rt("first", withHeaders(prefix("/"), present("x-canary", true))), rt("second", prefix("/"))},
 			req{path: "/x", headers: map[string]string{"x-canary": "1"}}, "first"},
+		{"earlier shorter prefix keeps Envoy's first match", any, []*routev3.Route{
+			rt("canary", withHeaders(prefix("/"), present("x-canary", true))), rt("api", prefix("/api")), rt("exact", path("/api/v1"))},
+			req{path: "/api/v1", headers: map[string]string{"x-canary": "1"}}, "canary"},
+		{"reordered table: later longer prefix when the first misses", any, []*routev3.Route{
+			rt("canary", withHeaders(prefix("/"), present("x-canary", true))), rt("api", prefix("/api")), rt("exact", path("/api/v1"))},
+			req{path: "/api/v2"}, "api"},
+		{"reordered table: exact path after prefixes", any, []*routev3.Route{
+			rt("canary", withHeaders(prefix("/"), present("x-canary", true))), rt("api", prefix("/apix")), rt("exact", path("/api/v1"))},
+			req{path: "/api/v1"}, "exact"},
+		{"reordered table: separated prefix", any, []*routev3.Route{
+			rt("canary", withHeaders(prefix("/"), present("x-canary", true))), rt("sep", sep("/api"))},
+			req{path: "/apix"}, ""},
+		{"reordered table: regex before prefix", any, []*routev3.Route{
+			rt("re", regex(`/api/v[0-9]+`)), rt("api", prefix("/api"))},
+			req{path: "/api/v3"}, "re"},
 		{"fall through to the second", any, []*routev3.Route{
 			rt("first", withHeaders(prefix("/"), present("x-canary", true))), rt("second", prefix("/"))},
 			req{path: "/x"}, "second"},
@@ -192,5 +208,31 @@ func TestHostsOf(t *testing.T) {
 		if err != nil || string(b) != c.want {
 			t.Errorf("%v: %s %v, want %s", c.in, b, err, c.want)
 		}
+	}
+}
+
+func TestOrderedModeOnlyWhenNeeded(t *testing.T) {
+	path := func(p string) *routev3.RouteMatch {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: p}}
+	}
+	for _, c := range []struct {
+		name   string
+		routes []*routev3.Route
+		uris   string
+	}{
+		{"specific first keeps the radix tree", []*routev3.Route{rt("e", path("/api/v1")), rt("p", prefix("/api")), rt("all", prefix("/"))}, `"/api/v1","/api*","/*"`},
+		{"catch-all first switches to ordered vars", []*routev3.Route{rt("all", prefix("/")), rt("p", prefix("/api"))}, `"/*","/*"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := New(nil)
+			out := stage(t, tr, KindRouteConfig, &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: c.routes}}})
+			var got []string
+			for i := range c.routes {
+				got = append(got, field(t, out[PrefixRoutes+ObjectID("rc/vh/"+strconv.Itoa(i))], "uri"))
+			}
+			if strings.Join(got, ",") != c.uris {
+				t.Errorf("uris %s, want %s", strings.Join(got, ","), c.uris)
+			}
+		})
 	}
 }

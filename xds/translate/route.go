@@ -39,8 +39,21 @@ func (t *Translator) translateRoutes(r *unitResult, rc *routev3.RouteConfigurati
 			return fmt.Errorf("%w: route_configuration %q: virtual_hosts[%d] (%s): require_tls is not supported", ErrInvalid, rc.GetName(), vi, vh.GetName())
 		}
 		n := len(vh.GetRoutes())
+		matches := make([]*match, n)
 		for ri, rt := range vh.GetRoutes() {
-			route, err := t.translateRoute(r, rc, vh, rt)
+			if matches[ri], err = translateMatch(rt.GetMatch()); err != nil {
+				return fmt.Errorf("%w: route_configuration %q: virtual_hosts[%d] (%s): routes[%d] (%s): %v", ErrInvalid, rc.GetName(), vi, vh.GetName(), ri, rt.GetName(), err)
+			}
+		}
+		if reordered(matches) {
+			// APISIX would prefer a later, more specific path over an
+			// earlier one: keep Envoy's first-match order instead.
+			for _, m := range matches {
+				m.ordered()
+			}
+		}
+		for ri, rt := range vh.GetRoutes() {
+			route, err := t.translateRoute(r, rc, vh, rt, matches[ri])
 			if err != nil {
 				return fmt.Errorf("%w: route_configuration %q: virtual_hosts[%d] (%s): routes[%d] (%s): %v", ErrInvalid, rc.GetName(), vi, vh.GetName(), ri, rt.GetName(), err)
 			}
@@ -70,11 +83,7 @@ func rawPlugin(v any) json.RawMessage {
 	return b
 }
 
-func (t *Translator) translateRoute(r *unitResult, rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route) (*apisix.Route, error) {
-	m, err := translateMatch(rt.GetMatch())
-	if err != nil {
-		return nil, err
-	}
+func (t *Translator) translateRoute(r *unitResult, rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, rt *routev3.Route, m *match) (*apisix.Route, error) {
 	out := &apisix.Route{Plugins: apisix.Plugins{}}
 	if len(m.uris) == 1 {
 		out.URI = m.uris[0]
