@@ -24,8 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
@@ -262,14 +260,15 @@ func (d *Dataplane) rebuild() {
 	d.stats.Rebuilds.Add(1)
 	d.reconcileListeners(s)
 	if prev != nil {
-		var inUse map[*fasthttp.HostClient]bool
+		var inUse map[any]bool // pools and transports reused by s
 		for k, up := range prev.upstreams {
 			if _, ok := s.upstreams[k]; ok {
 				continue
 			}
 			if inUse == nil {
-				inUse = map[*fasthttp.HostClient]bool{}
+				inUse = map[any]bool{}
 				for _, cur := range s.upstreams {
+					inUse[cur.h2] = true
 					for _, n := range cur.nodes {
 						inUse[n.hc] = true
 					}

@@ -306,13 +306,15 @@ func parseGRPCTimeout(s string) (time.Duration, bool) {
 
 // h2Upstream holds the net/http transport of an upstream, built once.
 type h2Upstream struct {
-	once sync.Once
-	rt   http.RoundTripper
-	idle func()
+	once  sync.Once
+	rt    http.RoundTripper
+	idle  func()
+	built atomic.Bool // rt and idle are set
 }
 
 func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 	h.once.Do(func() {
+		defer h.built.Store(true)
 		dialer := &net.Dialer{Timeout: up.to.connect, KeepAlive: 30 * time.Second}
 		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialer.DialContext(ctx, network, addr)
@@ -357,10 +359,10 @@ func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 	return h.rt
 }
 
+// close closes idle connections of a built transport; it may be called
+// before (or without) get, and get still works afterwards.
 func (h *h2Upstream) close() {
-	// Not built yet is fine: once guards h.idle's assignment.
-	h.once.Do(func() {})
-	if h.idle != nil {
+	if h.built.Load() {
 		h.idle()
 	}
 }

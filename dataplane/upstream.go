@@ -99,7 +99,7 @@ type upstream struct {
 	// balancer.Health, nil when the upstream has no checks.
 	checker *health.Checker
 	hf      balancer.Health
-	h2      h2Upstream // HTTP/2 transport (grpc, h2), built on first use
+	h2      *h2Upstream // HTTP/2 transport (grpc, h2), built on first use; shared like the node pools
 	// poolSig identifies the node pool settings (TLS, timeouts, keepalive
 	// pool): nodes of a changed upstream with the same poolSig keep their
 	// fasthttp.HostClient, so an endpoint change does not reconnect all.
@@ -205,7 +205,9 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 	tlsJSON, _ := json.Marshal(u.TLS)
 	up.poolSig = fmt.Sprintf("%v|%v|%d|%v|%d|%s", up.tls, up.to, size, idle, reqs, tlsJSON)
 	var reuse map[string]*fasthttp.HostClient
-	if p := env.prevUp; p != nil && p.poolSig == up.poolSig {
+	up.h2 = &h2Upstream{}
+	if p := env.prevUp; p != nil && p.poolSig == up.poolSig && p.grpc == up.grpc {
+		up.h2 = p.h2
 		reuse = make(map[string]*fasthttp.HostClient, len(p.nodes))
 		for _, n := range p.nodes {
 			reuse[n.addr] = n.hc
@@ -345,13 +347,15 @@ func idempotent(req *fasthttp.Request) bool {
 // retire stops the health checker and the HTTP/2 transport of a runtime
 // no snapshot uses any more, and closes the idle connections of its node
 // pools except those a newer runtime reuses (inUse).
-func (u *upstream) retire(inUse map[*fasthttp.HostClient]bool) {
+func (u *upstream) retire(inUse map[any]bool) {
 	for _, n := range u.nodes {
 		if !inUse[n.hc] {
 			n.hc.CloseIdleConnections()
 		}
 	}
-	u.h2.close()
+	if !inUse[u.h2] {
+		u.h2.close()
+	}
 	if u.checker != nil {
 		u.checker.Stop()
 	}
