@@ -9,10 +9,13 @@ import (
 // Range replies cached by rangeCache: only large ones (APISIX's readdir of
 // a whole directory, etcdctl get --prefix) are worth keeping.
 const (
-	rangeCacheMinBytes     = 64 << 10
-	rangeCacheMaxEntries   = 16
-	DefaultRangeCacheBytes = 64 << 20
+	rangeCacheMinBytes   = 64 << 10
+	rangeCacheMaxEntries = 16
 )
+
+// DefaultRangeCacheBytes is the default bound of the encoded Range reply
+// cache (Options.RangeCacheBytes).
+const DefaultRangeCacheBytes = 64 << 20
 
 // rangeCache keeps the encoded replies of recent large Range requests at
 // the store's current revision. A reply at revision R is valid while the
