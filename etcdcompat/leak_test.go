@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestWatchReconnectNoLeak opens and drops HTTP watches the way APISIX
