@@ -47,6 +47,10 @@ func routeFor(t *testing.T, domains []string, routes []*routev3.Route, r req) st
 	t.Helper()
 	tr := New(nil)
 	rc := &routev3.RouteConfiguration{Name: "rc", VirtualHosts: []*routev3.VirtualHost{{Name: "vh", Domains: domains, Routes: routes}}}
+	if len(domains) != 1 || domains[0] != "*" {
+		// A second, host-less virtual host: where APISIX would fall back.
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "fallback", Domains: []string{"*"}, Routes: []*routev3.Route{rt("fallback", prefix("/"))}})
+	}
 	p, err := tr.Stage(KindRouteConfig, []Resource{{Name: "rc", Version: "1", Msg: rc}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +153,8 @@ func TestMatchSemantics(t *testing.T) {
 		{"method header", any, []*routev3.Route{rt("m", withHeaders(prefix("/"), exactHeader(":method", "POST", false)))}, req{path: "/", method: "GET"}, ""},
 		{"method header hit", any, []*routev3.Route{rt("m", withHeaders(prefix("/"), exactHeader(":method", "POST", false)))}, req{path: "/", method: "POST"}, "m"},
 		{"domain with port", []string{"shop.example.com:8080"}, []*routev3.Route{rt("d", prefix("/"))}, req{path: "/", host: "shop.example.com"}, "d"},
-		{"domain other host", []string{"shop.example.com"}, []*routev3.Route{rt("d", prefix("/"))}, req{path: "/", host: "other.example.com"}, ""},
+		{"domain other host goes to the * virtual host", []string{"shop.example.com"}, []*routev3.Route{rt("d", prefix("/"))}, req{path: "/", host: "other.example.com"}, "fallback"},
+		{"host without a matching route does not fall through", []string{"shop.example.com"}, []*routev3.Route{rt("d", prefix("/cart"))}, req{path: "/other", host: "shop.example.com"}, "no-route"},
 		{"wildcard domain", []string{"*.example.com"}, []*routev3.Route{rt("d", prefix("/"))}, req{path: "/", host: "a.example.com"}, "d"},
 		{"first route wins on the same path", any, []*routev3.Route{
 			rt("first", withHeaders(prefix("/"), present("x-canary", true))), rt("second", prefix("/"))},

@@ -74,8 +74,31 @@ func (t *Translator) translateRoutes(r *unitResult, rc *routev3.RouteConfigurati
 				return err
 			}
 		}
+		if len(hosts) > 0 && !hasCatchAll(matches) {
+			// Envoy answers 404 when the virtual host chosen by the Host
+			// header has no matching route; APISIX would fall back to the
+			// host-less routes (another virtual host). Close the host.
+			nf := &apisix.Route{
+				Name: vh.GetName() + "/no-route", URI: "/*", Hosts: hosts, Labels: labels(resName, version),
+				Plugins: apisix.Plugins{"fault-injection": rawPlugin(map[string]any{"abort": map[string]any{"http_status": 404}})},
+			}
+			nf.Labels[apisix.LabelRouteConfig] = labelValue(table)
+			if err := r.put(PrefixRoutes+ObjectID(table+"/"+vh.GetName()+"/no-route"), nf); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// hasCatchAll reports whether a route matches every path unconditionally.
+func hasCatchAll(ms []*match) bool {
+	for _, m := range ms {
+		if len(m.vars) == 0 && len(m.methods) == 0 && len(m.uris) == 1 && m.uris[0] == "/*" {
+			return true
+		}
+	}
+	return false
 }
 
 func rawPlugin(v any) json.RawMessage {
