@@ -104,9 +104,6 @@ func sniff(c net.Conn, timeout time.Duration) (*peekConn, sniffResult) {
 	return pc, res
 }
 
-var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("PUT "), []byte("DELETE "), []byte("HEAD "),
-	[]byte("OPTIONS "), []byte("PATCH "), []byte("CONNECT "), []byte("TRACE "), []byte("PURGE ")}
-
 // classify decides the protocol of b, or says more bytes are needed.
 func classify(b []byte) (p proto, needMore bool) {
 	if len(b) == 0 {
@@ -132,17 +129,26 @@ func classify(b []byte) (p proto, needMore bool) {
 		// "PRI " could still be... nothing else: wait for the preface.
 		return protoH2, true
 	}
-	for _, m := range httpMethods {
-		n := min(len(b), len(m))
-		if bytes.Equal(b[:n], m[:n]) {
-			if n == len(m) {
-				return protoHTTP1, false
+	// An HTTP/1.x request line starts with a method token (upper-case
+	// letters, as every registered method, WebDAV's included) and a space.
+	for i, c := range b {
+		switch {
+		case c == ' ' && i > 0:
+			return protoHTTP1, false
+		case c >= 'A' && c <= 'Z' || c == '-' || c == '_':
+			if i >= maxMethodLen {
+				return protoOpaque, false
 			}
-			return protoHTTP1, true
+		default:
+			return protoOpaque, false
 		}
 	}
-	return protoOpaque, false
+	return protoHTTP1, true
 }
+
+// maxMethodLen bounds the method token of an HTTP/1.x request line
+// (the longest registered method, UPDATEREDIRECTREF, has 17 letters).
+const maxMethodLen = 20
 
 var errShortHello = errors.New("dataplane: malformed TLS ClientHello")
 

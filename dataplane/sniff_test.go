@@ -79,7 +79,12 @@ func TestClassify(t *testing.T) {
 		{"\x16\x03\x01", protoTLS, true},
 		{"SSH-2.0-OpenSSH", protoOpaque, false},
 		{"\x00\x00\x00\x01", protoOpaque, false},
-		{"GETX", protoOpaque, false},
+		{"GETX", protoHTTP1, true},
+		{"PROPFIND /dav HTTP/1.1", protoHTTP1, false},
+		{"get / HTTP/1.1", protoOpaque, false},
+		{" GET", protoOpaque, false},
+		{"ABCDEFGHIJKLMNOPQRSTUVWXYZ", protoOpaque, false},
+		{"220 smtp.example.com", protoOpaque, false},
 	}
 	for _, c := range cases {
 		p, more := classify([]byte(c.in))
