@@ -46,3 +46,26 @@ func TestPluginMergeAndServiceUpstream(t *testing.T) {
 		})
 	}
 }
+
+// What the native data plane cannot run is refused, not ignored.
+func TestUnsupportedFeaturesRejected(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.StreamListen = "127.0.0.1:0" })
+	b := backend(t, "b")
+	cases := []struct{ key, value string }{
+		{"/apisix/routes/script", `{"uri":"/s","script":"local _M = {} return _M","upstream":{"nodes":` + nodesJSON(b) + `}}`},
+		{"/apisix/stream_routes/sp", `{"plugins":{"limit-conn":{"conn":1,"burst":0,"default_conn_delay":0.1,"key":"remote_addr"}},"upstream":{"nodes":` + nodesJSON(b) + `}}`},
+		{"/apisix/routes/unknown-plugin", `{"uri":"/u","plugins":{"no-such-plugin":{}},"upstream":{"nodes":` + nodesJSON(b) + `}}`},
+	}
+	for _, c := range cases {
+		before := e.dp.Stats().ConfigRejected.Load()
+		if err := e.tryPut(c.key, c.value); err != nil {
+			continue // refused by the store's schema already: fine too
+		}
+		if e.dp.Stats().ConfigRejected.Load() == before {
+			t.Errorf("%s accepted by the data plane", c.key)
+		}
+	}
+	if r := e.get("/s"); r.status != 404 {
+		t.Fatalf("script route serves: %d", r.status)
+	}
+}

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -349,6 +350,9 @@ func (b *builder) entries(ps apisix.Plugins) ([]plugins.Entry, error) {
 // of its inputs changed.
 func (b *builder) route(id string, o store.Object, global []plugins.Entry, globalFP string) (*route, error) {
 	r := o.Value.(*apisix.Route)
+	if r.Script != "" || r.ScriptID != "" {
+		return nil, errors.New("field \"script\": Lua scripts are not supported by the native data plane")
+	}
 	var fp strings.Builder
 	fmt.Fprintf(&fp, "r@%d|g:%s|", o.ModRevision, globalFP)
 	var svc *apisix.Service
@@ -444,6 +448,13 @@ func (b *builder) depsSame(deps map[string]string) bool {
 }
 
 func (b *builder) streamRoute(id string, sr *apisix.StreamRoute) (*streamRoute, error) {
+	// Refuse what the native data plane would otherwise silently ignore.
+	if len(sr.Plugins) > 0 {
+		return nil, errors.New("field \"plugins\": stream plugins are not supported by the native data plane")
+	}
+	if sr.Protocol != nil {
+		return nil, errors.New("field \"protocol\": xRPC protocols are not supported by the native data plane")
+	}
 	var up *upstream
 	var err error
 	switch {
