@@ -4,6 +4,9 @@
 package e2e
 
 import (
+	"net"
+
+	"github.com/meshagent/meshagent/xds/translate"
 	"log/slog"
 	"os"
 	"testing"
@@ -27,4 +30,23 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// listenerAddrs is what waitListeners needs of the data plane.
+type listenerAddrs interface {
+	ListenerAddr(id string) (net.Addr, bool)
+}
+
+// waitListeners waits until the data plane has bound the listeners
+// translated from the named xDS listeners.
+func waitListeners(t testing.TB, dp listenerAddrs, names ...string) {
+	t.Helper()
+	eventually(t, "listeners bound", func() bool {
+		for _, n := range names {
+			if _, ok := dp.ListenerAddr(translate.ObjectID(n)); !ok {
+				return false
+			}
+		}
+		return true
+	})
 }

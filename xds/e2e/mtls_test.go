@@ -143,6 +143,7 @@ func TestKumaMTLSShaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startSidecar(t, cp.Addr(), xds.NodeConfig{Preset: xds.PresetKuma, Dataplane: "web-1"}, false, true)
+	waitListeners(t, s.dp, "outbound:127.0.0.1:10001", "inbound:127.0.0.1:20001")
 	if n := len(dumpStore(t, s.st, translate.PrefixSSLs)); n != 1 {
 		t.Fatalf("%d ssl objects, want the identity", n)
 	}

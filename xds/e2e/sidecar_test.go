@@ -248,7 +248,8 @@ func TestKumaFixturesTraffic(t *testing.T) {
 	if err := cp.SetSnapshot(context.Background(), "default.web-1", "kuma-1", res); err != nil {
 		t.Fatal(err)
 	}
-	startSidecar(t, cp.Addr(), xds.NodeConfig{Preset: xds.PresetKuma, Dataplane: "web-1"}, false, true)
+	s := startSidecar(t, cp.Addr(), xds.NodeConfig{Preset: xds.PresetKuma, Dataplane: "web-1"}, false, true)
+	waitListeners(t, s.dp, "outbound:127.0.0.1:10001", "inbound:127.0.0.1:20001")
 	code, body, _ := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/orders", outPort), map[string]string{"x-kuma-tags": "&kuma.io/service=web&"})
 	if code != http.StatusOK || !strings.HasPrefix(body, "web ") || !strings.Contains(body, " /orders ") {
 		t.Fatalf("outbound -> inbound -> backend: %d %q", code, body)
