@@ -153,6 +153,13 @@ func (c *captureConfig) validate(originalDst bool) error {
 	} else if c.tproxy {
 		return errors.New("--capture-tproxy needs --capture-inbound")
 	}
+	if c.inbound != "" && c.mark == 0 {
+		// The rules send the proxy uid's connections to a local
+		// non-loopback address to the inbound port (the app calling
+		// itself through the mesh), so an inbound pass-through dial to
+		// the app would come straight back: only the bypass mark exempts it.
+		return errors.New("--capture-inbound needs --capture-mark (the rules' bypass mark, e.g. 0x539): without it inbound pass-through dials are captured again and loop")
+	}
 	if c.mark != 0 && c.mark != c.rules.BypassMark {
 		return fmt.Errorf("--capture-mark %#x differs from the rules' bypass mark %#x (--capture-bypass-mark): pass-through dials would be captured again", c.mark, c.rules.BypassMark)
 	}
