@@ -10,7 +10,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
 )
@@ -146,10 +148,11 @@ func (t *Translator) translateCluster(r *unitResult, name string, e *entry) erro
 	if err := translateChecks(r, c, &up); err != nil {
 		return bad("health_checks", "%v", err)
 	}
+	ts := c.GetTransportSocket()
 	if len(c.GetTransportSocketMatches()) > 0 {
-		r.warnf("cluster %q: transport_socket_matches ignored; transport_socket is used for every endpoint", name)
+		ts = matchTransportSocket(r, c, cla)
 	}
-	if ts := c.GetTransportSocket(); ts != nil {
+	if ts != nil {
 		tls, err := upstreamTLS(ts)
 		if err != nil {
 			return bad("transport_socket", "%v", err)
@@ -384,3 +387,52 @@ func translateChecks(r *unitResult, c *clusterv3.Cluster, up *apisix.Upstream) e
 
 // formatPort is strconv.Itoa, named for readability at call sites.
 func formatPort(p int) string { return strconv.Itoa(p) }
+
+// matchTransportSocket picks the transport socket of a cluster with
+// transport_socket_matches (Istio's auto-mTLS: tlsMode-istio for
+// endpoints labelled tlsMode=istio, plaintext otherwise). An APISIX
+// upstream has one TLS setting, so the socket chosen by the most
+// endpoints is used for all (a warning when they disagree).
+func matchTransportSocket(r *unitResult, c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment) *corev3.TransportSocket {
+	choose := func(md *structpb.Struct) int {
+		for i, m := range c.GetTransportSocketMatches() {
+			ok := true
+			for k, want := range m.GetMatch().GetFields() {
+				if got, has := md.GetFields()[k]; !has || !proto.Equal(got, want) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return i
+			}
+		}
+		return -1 // the cluster's transport_socket
+	}
+	votes := map[int]int{}
+	for _, le := range cla.GetEndpoints() {
+		for _, lb := range le.GetLbEndpoints() {
+			votes[choose(lb.GetMetadata().GetFilterMetadata()["envoy.transport_socket_match"])]++
+		}
+	}
+	best, bestN := -1, -1
+	for i := -1; i < len(c.GetTransportSocketMatches()); i++ {
+		if votes[i] > bestN {
+			best, bestN = i, votes[i]
+		}
+	}
+	if len(votes) > 1 {
+		r.warnf("cluster %q: endpoints need different transport sockets; %q used for all", c.GetName(), socketName(c, best))
+	}
+	if best < 0 {
+		return c.GetTransportSocket()
+	}
+	return c.GetTransportSocketMatches()[best].GetTransportSocket()
+}
+
+func socketName(c *clusterv3.Cluster, i int) string {
+	if i < 0 {
+		return "transport_socket"
+	}
+	return c.GetTransportSocketMatches()[i].GetName()
+}

@@ -10,10 +10,12 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -22,6 +24,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshagent/meshagent/plugins/rbac"
@@ -129,5 +133,65 @@ func TestListenerRBACAndTLS(t *testing.T) {
 	}
 	if _, err := rbac.Compile(raw); err != nil {
 		t.Errorf("the rbac plugin config does not compile: %v\n%s", err, raw)
+	}
+}
+
+// TestTransportSocketMatches: Istio's auto-mTLS picks TLS for endpoints
+// labelled tlsMode=istio and plaintext for the others.
+func TestTransportSocketMatches(t *testing.T) {
+	istioTLS := &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: controlplane.MustAny(&tlsv3.UpstreamTlsContext{Sni: "outbound_.9080_._.reviews.default.svc.cluster.local", CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols: []string{"istio-peer-exchange", "istio"}, TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sds("default")},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: sds("ROOTCA")}}})}}
+	raw := &corev3.TransportSocket{Name: "envoy.transport_sockets.raw_buffer", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}
+	mk := func(tlsMode ...string) *clusterv3.Cluster {
+		c := controlplane.StaticCluster("outbound|9080||reviews.default.svc.cluster.local")
+		var eps []controlplane.Endpoint
+		for i := range tlsMode {
+			eps = append(eps, controlplane.Endpoint{Addr: "10.0.0." + strconv.Itoa(i+1) + ":9080"})
+		}
+		c.LoadAssignment = controlplane.Endpoints(c.Name, eps...)
+		for i, m := range tlsMode {
+			if m == "" {
+				continue
+			}
+			md, _ := structpb.NewStruct(map[string]any{"tlsMode": m})
+			c.LoadAssignment.Endpoints[0].LbEndpoints[i].Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.transport_socket_match": md}}
+		}
+		match, _ := structpb.NewStruct(map[string]any{"tlsMode": "istio"})
+		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
+			{Name: "tlsMode-istio", Match: match, TransportSocket: istioTLS},
+			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: raw},
+		}
+		return c
+	}
+	for _, c := range []struct {
+		name   string
+		modes  []string
+		scheme string
+		warn   bool
+	}{
+		{"all sidecars", []string{"istio", "istio"}, `"https"`, false},
+		{"no sidecars", []string{"", ""}, ``, false},
+		{"mixed, mostly sidecars", []string{"istio", "istio", ""}, `"https"`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := New(nil)
+			p, err := tr.Stage(KindCluster, []Resource{{Name: "outbound|9080||reviews.default.svc.cluster.local", Msg: mk(c.modes...)}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := string(p.Puts[0].Value)
+			if got := field(t, up, "scheme"); got != c.scheme {
+				t.Errorf("scheme %s, want %s: %s", got, c.scheme, up)
+			}
+			if c.scheme != "" && !strings.Contains(up, `"alpn":["istio-peer-exchange","istio"]`) {
+				t.Errorf("istio TLS not used: %s", up)
+			}
+			if (len(p.Warnings) > 0) != c.warn {
+				t.Errorf("warnings %v", p.Warnings)
+			}
+		})
 	}
 }
