@@ -51,8 +51,10 @@ func newGateway(s *Server) (*gateway, error) {
 	// etcd 3.5 (server/embed/serve.go) uses the mux's defaults: the
 	// JSONPb{OrigName: true} marshaler for every content type, so
 	// requests without Content-Type work, int64 are strings and zero
-	// values are omitted.
-	mux := gwruntime.NewServeMux()
+	// values are omitted. gatewayMarshaler is that marshaler, with a
+	// reflection-free encoder for Range replies giving identical bytes.
+	mux := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard,
+		gatewayMarshaler{&gwruntime.JSONPb{OrigName: true}}))
 	for _, register := range []func(context.Context, *gwruntime.ServeMux, *grpc.ClientConn) error{
 		gw.RegisterKVHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
 		gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterAuthHandler,
