@@ -109,7 +109,7 @@ func (tp *topo) stats() map[string]int64 {
 
 // writeConfig writes a minimal standalone file (one route table, unused
 // by the captured traffic) readable by the proxy uid.
-func writeConfig(t *testing.T) string {
+func writeConfig(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Dir(meshagentBin)
 	f := filepath.Join(dir, fmt.Sprintf("apisix-%s.yaml", strings.ReplaceAll(t.Name(), "/", "_")))
@@ -121,7 +121,7 @@ func writeConfig(t *testing.T) string {
 	return f
 }
 
-func sidecarArgs(t *testing.T, extra ...string) []string {
+func sidecarArgs(t testing.TB, extra ...string) []string {
 	return append([]string{"--apisix-yaml", writeConfig(t), "--http-listen", "127.0.0.1:9080",
 		"--admin-listen", adminAddr, "--log-level", "info", "--capture-outbound", "0.0.0.0:15001"}, extra...)
 }

@@ -39,13 +39,13 @@ const (
 var topoSeq atomic.Int32
 
 type topo struct {
-	t        *testing.T
+	t        testing.TB
 	app, srv string
 }
 
 // needRoot skips unless the test can create namespaces and program
 // iptables, and the meshagent binary was built.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (network namespaces, iptables, NFQUEUE); CI runs tests as root")
@@ -63,7 +63,7 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, argv ...string) string {
+func run(t testing.TB, argv ...string) string {
 	t.Helper()
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -74,7 +74,7 @@ func run(t *testing.T, argv ...string) string {
 
 // newTopo creates both namespaces and the veth pair; deleting the
 // namespaces at cleanup deletes the pair and every rule in them.
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	t.Helper()
 	needRoot(t)
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, topoSeq.Add(1))
