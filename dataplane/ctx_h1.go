@@ -42,6 +42,7 @@ type h1Ctx struct {
 	// they are applied on top of the upstream's response.
 	pending []hdrKV
 	proxied bool
+	stream  bool // relay the response body as it arrives (SSE)
 }
 
 var h1Pool = sync.Pool{New: func() any { return &h1Ctx{} }}
@@ -59,7 +60,7 @@ func releaseH1(c *h1Ctx) {
 	c.fc, c.rt, c.up, c.upSet, c.hostSet, c.responded, c.scheme, c.consumer = nil, nil, nil, false, false, false, "", nil
 	c.stash.reset()
 	clear(c.pending)
-	c.pending, c.proxied = c.pending[:0], false
+	c.pending, c.proxied, c.stream = c.pending[:0], false, false
 	h1Pool.Put(c)
 }
 

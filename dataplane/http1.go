@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -27,6 +28,8 @@ func errPage(s string) []byte {
 	return []byte("<html>\r\n<head><title>" + s + "</title></head>\r\n<body>\r\n<center><h1>" + s +
 		"</h1></center>\r\n<hr><center>meshagent</center>\r\n</body>\r\n</html>\r\n")
 }
+
+var eventStream = []byte("text/event-stream")
 
 // servers holds one fasthttp.Server per (route table, TLS) pair; their
 // handlers differ only in the table they route with.
@@ -119,7 +122,7 @@ func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
 	if ch.Has(plugins.PhaseHeaderFilter) {
 		d.runPhase(ch, plugins.PhaseHeaderFilter, c)
 	}
-	if ch.Has(plugins.PhaseBodyFilter) {
+	if ch.Has(plugins.PhaseBodyFilter) && !c.stream {
 		d.runPhase(ch, plugins.PhaseBodyFilter, c)
 	}
 	d.runLog(ch, c)
@@ -226,6 +229,7 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 		start = time.Now()
 	}
 	c.resetAttempt(up)
+	c.stream = bytes.Contains(fc.Request.Header.Peek("Accept"), eventStream)
 	var err error
 	idem := idempotent(&fc.Request)
 	for attempt := 0; attempt <= up.retries; attempt++ {
@@ -250,6 +254,10 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 			d.stats.Retries.Add(1)
 		}
 		t0 := time.Now()
+		// Event streams are relayed as they arrive (chunk by chunk, each
+		// flushed) instead of buffered; other responses are buffered,
+		// which keeps the common path allocation-free.
+		fc.Response.StreamBody = c.stream
 		err = n.hc.Do(&fc.Request, &fc.Response)
 		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {

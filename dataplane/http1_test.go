@@ -1,8 +1,14 @@
 package dataplane
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHTTP1Proxy(t *testing.T) {
@@ -57,5 +63,41 @@ func TestHTTP1Proxy(t *testing.T) {
 	}
 	if got := r.h.Get("X-Seen-Path"); got != "/hello" {
 		t.Fatalf("path upstream = %q", got)
+	}
+}
+
+// Server-sent events are relayed event by event, not at the end.
+func TestServerSentEventsStream(t *testing.T) {
+	e := newEnv(t, nil)
+	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		for i := range 3 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			fl.Flush()
+			time.Sleep(300 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(sse.Close)
+	e.put("/apisix/routes/sse", `{"uri":"/events","upstream":{"nodes":`+nodesJSON(sse.Listener.Addr().String())+`}}`)
+	req, _ := http.NewRequest("GET", "http://"+e.http+"/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	start := time.Now()
+	r, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	br := bufio.NewReader(r.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: 0\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	if el := time.Since(start); el > 250*time.Millisecond {
+		t.Fatalf("first event after %v: the response was buffered", el)
+	}
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "data: 2") {
+		t.Fatalf("rest %q", rest)
 	}
 }
