@@ -5,13 +5,14 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
-	"github.com/golang/protobuf/proto" //nolint:staticcheck // etcd 3.5's API types are gogo/golang-protobuf v1 messages.
+	"google.golang.org/protobuf/proto"
 )
 
 // codec is the gRPC codec for etcd's gogo-generated messages: it calls
 // their generated Marshal/Unmarshal directly (as etcd's server does) and
-// falls back to golang/protobuf for anything else (grpc health). The
-// server's codec also sends cached Range replies' bytes as they are.
+// falls back to google.golang.org/protobuf for anything else (grpc
+// health). The server's codec also sends cached Range replies' bytes as
+// they are.
 type codec struct{ rc *rangeCache }
 
 type gogoMessage interface {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/protobuf/proto" //nolint:staticcheck // etcd's API types are v1 messages.
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // op is one request of a differential table; it is sent over gRPC with
@@ -16,11 +16,11 @@ import (
 // accepts (the same message marshalled with OrigName).
 type op struct {
 	name string
-	req  func(s *side, p string) proto.Message
+	req  func(s *side, p string) protoadapt.MessageV1
 }
 
 // call sends m over gRPC.
-func (s *side) call(m proto.Message) (proto.Message, error) {
+func (s *side) call(m protoadapt.MessageV1) (protoadapt.MessageV1, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	switch r := m.(type) {
@@ -45,7 +45,7 @@ func (s *side) call(m proto.Message) (proto.Message, error) {
 }
 
 // httpPath is the gateway path of m's RPC.
-func httpPath(m proto.Message) string {
+func httpPath(m protoadapt.MessageV1) string {
 	switch m.(type) {
 	case *pb.RangeRequest:
 		return "/v3/kv/range"
@@ -118,80 +118,80 @@ func prefixEnd(p string) []byte {
 func TestDiffKV(t *testing.T) {
 	all := func(p string) *pb.RangeRequest { return &pb.RangeRequest{Key: []byte(p), RangeEnd: prefixEnd(p)} }
 	ops := []op{
-		{"put a", func(s *side, p string) proto.Message { return put(p+"a", "1") }},
-		{"put b", func(s *side, p string) proto.Message { return put(p+"b", "5") }},
-		{"put c", func(s *side, p string) proto.Message { return put(p+"c", "3") }},
-		{"put d", func(s *side, p string) proto.Message { return put(p+"d", "4") }},
-		{"put e", func(s *side, p string) proto.Message { return put(p+"e", "2") }},
-		{"put a prev_kv", func(s *side, p string) proto.Message {
+		{"put a", func(s *side, p string) protoadapt.MessageV1 { return put(p+"a", "1") }},
+		{"put b", func(s *side, p string) protoadapt.MessageV1 { return put(p+"b", "5") }},
+		{"put c", func(s *side, p string) protoadapt.MessageV1 { return put(p+"c", "3") }},
+		{"put d", func(s *side, p string) protoadapt.MessageV1 { return put(p+"d", "4") }},
+		{"put e", func(s *side, p string) protoadapt.MessageV1 { return put(p+"e", "2") }},
+		{"put a prev_kv", func(s *side, p string) protoadapt.MessageV1 {
 			r := put(p+"a", "6")
 			r.PrevKv = true
 			return r
 		}},
-		{"put new prev_kv", func(s *side, p string) proto.Message {
+		{"put new prev_kv", func(s *side, p string) protoadapt.MessageV1 {
 			r := put(p+"f", "7")
 			r.PrevKv = true
 			return r
 		}},
-		{"get a", func(s *side, p string) proto.Message { return &pb.RangeRequest{Key: []byte(p + "a")} }},
-		{"get missing", func(s *side, p string) proto.Message { return &pb.RangeRequest{Key: []byte(p + "zz")} }},
-		{"range all", func(s *side, p string) proto.Message { return all(p) }},
-		{"range from key", func(s *side, p string) proto.Message {
+		{"get a", func(s *side, p string) protoadapt.MessageV1 { return &pb.RangeRequest{Key: []byte(p + "a")} }},
+		{"get missing", func(s *side, p string) protoadapt.MessageV1 { return &pb.RangeRequest{Key: []byte(p + "zz")} }},
+		{"range all", func(s *side, p string) protoadapt.MessageV1 { return all(p) }},
+		{"range from key", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.RangeRequest{Key: []byte(p + "d"), RangeEnd: []byte{0}, Limit: 3}
 		}},
-		{"range limit", func(s *side, p string) proto.Message { r := all(p); r.Limit = 2; return r }},
-		{"sort key desc", func(s *side, p string) proto.Message {
+		{"range limit", func(s *side, p string) protoadapt.MessageV1 { r := all(p); r.Limit = 2; return r }},
+		{"sort key desc", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.SortOrder, r.SortTarget = pb.RangeRequest_DESCEND, pb.RangeRequest_KEY
 			return r
 		}},
-		{"sort value asc limit", func(s *side, p string) proto.Message {
+		{"sort value asc limit", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.SortOrder, r.SortTarget, r.Limit = pb.RangeRequest_ASCEND, pb.RangeRequest_VALUE, 3
 			return r
 		}},
-		{"sort mod desc", func(s *side, p string) proto.Message {
+		{"sort mod desc", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.SortOrder, r.SortTarget = pb.RangeRequest_DESCEND, pb.RangeRequest_MOD
 			return r
 		}},
-		{"sort create asc", func(s *side, p string) proto.Message {
+		{"sort create asc", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.SortOrder, r.SortTarget = pb.RangeRequest_ASCEND, pb.RangeRequest_CREATE
 			return r
 		}},
-		{"sort version desc", func(s *side, p string) proto.Message {
+		{"sort version desc", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.SortOrder, r.SortTarget = pb.RangeRequest_DESCEND, pb.RangeRequest_VERSION
 			return r
 		}},
-		{"count only", func(s *side, p string) proto.Message { r := all(p); r.CountOnly = true; return r }},
-		{"keys only", func(s *side, p string) proto.Message { r := all(p); r.KeysOnly = true; return r }},
-		{"min/max mod rev", func(s *side, p string) proto.Message {
+		{"count only", func(s *side, p string) protoadapt.MessageV1 { r := all(p); r.CountOnly = true; return r }},
+		{"keys only", func(s *side, p string) protoadapt.MessageV1 { r := all(p); r.KeysOnly = true; return r }},
+		{"min/max mod rev", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.MinModRevision, r.MaxModRevision = s.rev(3), s.rev(5)
 			return r
 		}},
-		{"min/max create rev", func(s *side, p string) proto.Message {
+		{"min/max create rev", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.MinCreateRevision, r.MaxCreateRevision = s.rev(2), s.rev(4)
 			return r
 		}},
-		{"historical", func(s *side, p string) proto.Message { r := all(p); r.Revision = s.rev(2); return r }},
-		{"historical count", func(s *side, p string) proto.Message {
+		{"historical", func(s *side, p string) protoadapt.MessageV1 { r := all(p); r.Revision = s.rev(2); return r }},
+		{"historical count", func(s *side, p string) protoadapt.MessageV1 {
 			r := all(p)
 			r.Revision, r.CountOnly = s.rev(3), true
 			return r
 		}},
-		{"future revision", func(s *side, p string) proto.Message { r := all(p); r.Revision = s.rev(1000); return r }},
-		{"delete b prev_kv", func(s *side, p string) proto.Message {
+		{"future revision", func(s *side, p string) protoadapt.MessageV1 { r := all(p); r.Revision = s.rev(1000); return r }},
+		{"delete b prev_kv", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.DeleteRangeRequest{Key: []byte(p + "b"), PrevKv: true}
 		}},
-		{"delete c..e prev_kv", func(s *side, p string) proto.Message {
+		{"delete c..e prev_kv", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.DeleteRangeRequest{Key: []byte(p + "c"), RangeEnd: []byte(p + "e"), PrevKv: true}
 		}},
-		{"delete missing", func(s *side, p string) proto.Message { return &pb.DeleteRangeRequest{Key: []byte(p + "zz")} }},
-		{"txn mod equal success", func(s *side, p string) proto.Message {
+		{"delete missing", func(s *side, p string) protoadapt.MessageV1 { return &pb.DeleteRangeRequest{Key: []byte(p + "zz")} }},
+		{"txn mod equal success", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{
 				Compare: []*pb.Compare{{Key: []byte(p + "a"), Target: pb.Compare_MOD, Result: pb.Compare_EQUAL,
 					TargetUnion: &pb.Compare_ModRevision{ModRevision: s.rev(6)}}},
@@ -199,7 +199,7 @@ func TestDiffKV(t *testing.T) {
 				Failure: []*pb.RequestOp{reqRange(&pb.RangeRequest{Key: []byte(p + "b")})},
 			}
 		}},
-		{"txn compare failure", func(s *side, p string) proto.Message {
+		{"txn compare failure", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{
 				Compare: []*pb.Compare{
 					{Key: []byte(p + "a"), Target: pb.Compare_VALUE, Result: pb.Compare_EQUAL, TargetUnion: &pb.Compare_Value{Value: []byte("6")}},
@@ -209,14 +209,14 @@ func TestDiffKV(t *testing.T) {
 				Failure: []*pb.RequestOp{reqDel(&pb.DeleteRangeRequest{Key: []byte(p + "g"), PrevKv: true}), reqRange(all(p))},
 			}
 		}},
-		{"txn setnx create==0", func(s *side, p string) proto.Message {
+		{"txn setnx create==0", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{
 				Compare: []*pb.Compare{{Key: []byte(p + "n"), Target: pb.Compare_CREATE, Result: pb.Compare_EQUAL,
 					TargetUnion: &pb.Compare_CreateRevision{CreateRevision: 0}}},
 				Success: []*pb.RequestOp{reqPut(put(p+"n", "new"))},
 			}
 		}},
-		{"txn compare range LESS", func(s *side, p string) proto.Message {
+		{"txn compare range LESS", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{
 				Compare: []*pb.Compare{{Key: []byte(p), RangeEnd: prefixEnd(p), Target: pb.Compare_MOD, Result: pb.Compare_LESS,
 					TargetUnion: &pb.Compare_ModRevision{ModRevision: s.rev(100)}}},
@@ -225,7 +225,7 @@ func TestDiffKV(t *testing.T) {
 				}}}},
 			}
 		}},
-		{"txn lease compare", func(s *side, p string) proto.Message {
+		{"txn lease compare", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{
 				Compare: []*pb.Compare{{Key: []byte(p + "a"), Target: pb.Compare_LEASE, Result: pb.Compare_NOT_EQUAL,
 					TargetUnion: &pb.Compare_Lease{Lease: 0}}},
@@ -233,7 +233,7 @@ func TestDiffKV(t *testing.T) {
 				Failure: []*pb.RequestOp{reqPut(put(p+"j", "y"))},
 			}
 		}},
-		{"range after txns", func(s *side, p string) proto.Message { return all(p) }},
+		{"range after txns", func(s *side, p string) protoadapt.MessageV1 { return all(p) }},
 	}
 	runOps(t, ops)
 }
@@ -249,73 +249,73 @@ func TestDiffKVErrors(t *testing.T) {
 		return ops
 	}
 	ops := []op{
-		{"range empty key", func(s *side, p string) proto.Message { return &pb.RangeRequest{} }},
-		{"put empty key", func(s *side, p string) proto.Message { return &pb.PutRequest{Value: []byte("v")} }},
-		{"delete empty key", func(s *side, p string) proto.Message { return &pb.DeleteRangeRequest{} }},
-		{"put big value", func(s *side, p string) proto.Message { return put(p+"big", big) }},
-		{"put huge value", func(s *side, p string) proto.Message { return put(p+"huge", huge) }},
-		{"put big key", func(s *side, p string) proto.Message { return put(p+big, "v") }},
-		{"put unknown lease", func(s *side, p string) proto.Message {
+		{"range empty key", func(s *side, p string) protoadapt.MessageV1 { return &pb.RangeRequest{} }},
+		{"put empty key", func(s *side, p string) protoadapt.MessageV1 { return &pb.PutRequest{Value: []byte("v")} }},
+		{"delete empty key", func(s *side, p string) protoadapt.MessageV1 { return &pb.DeleteRangeRequest{} }},
+		{"put big value", func(s *side, p string) protoadapt.MessageV1 { return put(p+"big", big) }},
+		{"put huge value", func(s *side, p string) protoadapt.MessageV1 { return put(p+"huge", huge) }},
+		{"put big key", func(s *side, p string) protoadapt.MessageV1 { return put(p+big, "v") }},
+		{"put unknown lease", func(s *side, p string) protoadapt.MessageV1 {
 			r := put(p+"l", "v")
 			r.Lease = 123456789
 			return r
 		}},
-		{"ignore_value with value", func(s *side, p string) proto.Message {
+		{"ignore_value with value", func(s *side, p string) protoadapt.MessageV1 {
 			r := put(p+"iv", "v")
 			r.IgnoreValue = true
 			return r
 		}},
-		{"ignore_value missing key", func(s *side, p string) proto.Message {
+		{"ignore_value missing key", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.PutRequest{Key: []byte(p + "iv"), IgnoreValue: true}
 		}},
-		{"ignore_lease with lease", func(s *side, p string) proto.Message {
+		{"ignore_lease with lease", func(s *side, p string) protoadapt.MessageV1 {
 			r := put(p+"il", "v")
 			r.IgnoreLease, r.Lease = true, 5
 			return r
 		}},
-		{"txn 128 ops", func(s *side, p string) proto.Message { return &pb.TxnRequest{Success: many(p, 128)} }},
-		{"txn 129 ops", func(s *side, p string) proto.Message { return &pb.TxnRequest{Success: many(p, 129)} }},
-		{"txn duplicate put", func(s *side, p string) proto.Message {
+		{"txn 128 ops", func(s *side, p string) protoadapt.MessageV1 { return &pb.TxnRequest{Success: many(p, 128)} }},
+		{"txn 129 ops", func(s *side, p string) protoadapt.MessageV1 { return &pb.TxnRequest{Success: many(p, 129)} }},
+		{"txn duplicate put", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{Success: []*pb.RequestOp{reqPut(put(p+"d", "1")), reqPut(put(p+"d", "2"))}}
 		}},
-		{"txn put in deleted range", func(s *side, p string) proto.Message {
+		{"txn put in deleted range", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{Success: []*pb.RequestOp{
 				reqDel(&pb.DeleteRangeRequest{Key: []byte(p), RangeEnd: prefixEnd(p)}), reqPut(put(p+"d", "1"))}}
 		}},
-		{"txn nested duplicate", func(s *side, p string) proto.Message {
+		{"txn nested duplicate", func(s *side, p string) protoadapt.MessageV1 {
 			nested := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{
 				Success: []*pb.RequestOp{reqPut(put(p+"d", "1"))}, Failure: []*pb.RequestOp{reqPut(put(p+"d", "2"))}}}}
 			return &pb.TxnRequest{Success: []*pb.RequestOp{nested, reqPut(put(p+"d", "3"))}}
 		}},
-		{"txn nested then/else same key ok", func(s *side, p string) proto.Message {
+		{"txn nested then/else same key ok", func(s *side, p string) protoadapt.MessageV1 {
 			nested := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{
 				Success: []*pb.RequestOp{reqPut(put(p+"d", "1"))}, Failure: []*pb.RequestOp{reqPut(put(p+"d", "2"))}}}}
 			return &pb.TxnRequest{Success: []*pb.RequestOp{nested}}
 		}},
-		{"txn empty compare key", func(s *side, p string) proto.Message {
+		{"txn empty compare key", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{Compare: []*pb.Compare{{Target: pb.Compare_VERSION}}}
 		}},
-		{"txn empty op", func(s *side, p string) proto.Message {
+		{"txn empty op", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{Success: []*pb.RequestOp{{}}}
 		}},
-		{"txn big put", func(s *side, p string) proto.Message {
+		{"txn big put", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.TxnRequest{Success: []*pb.RequestOp{reqPut(put(p+"tb", big))}}
 		}},
-		{"compact future", func(s *side, p string) proto.Message { return &pb.CompactionRequest{Revision: s.rev(1000)} }},
-		{"put before compaction", func(s *side, p string) proto.Message { return put(p+"c", "1") }},
-		{"put after", func(s *side, p string) proto.Message { return put(p+"c", "2") }},
-		{"compact", func(s *side, p string) proto.Message { return &pb.CompactionRequest{Revision: s.rev(3)} }},
-		{"compact again", func(s *side, p string) proto.Message { return &pb.CompactionRequest{Revision: s.rev(3)} }},
-		{"compact older", func(s *side, p string) proto.Message { return &pb.CompactionRequest{Revision: s.rev(2)} }},
-		{"range compacted", func(s *side, p string) proto.Message {
+		{"compact future", func(s *side, p string) protoadapt.MessageV1 { return &pb.CompactionRequest{Revision: s.rev(1000)} }},
+		{"put before compaction", func(s *side, p string) protoadapt.MessageV1 { return put(p+"c", "1") }},
+		{"put after", func(s *side, p string) protoadapt.MessageV1 { return put(p+"c", "2") }},
+		{"compact", func(s *side, p string) protoadapt.MessageV1 { return &pb.CompactionRequest{Revision: s.rev(3)} }},
+		{"compact again", func(s *side, p string) protoadapt.MessageV1 { return &pb.CompactionRequest{Revision: s.rev(3)} }},
+		{"compact older", func(s *side, p string) protoadapt.MessageV1 { return &pb.CompactionRequest{Revision: s.rev(2)} }},
+		{"range compacted", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.RangeRequest{Key: []byte(p + "c"), Revision: s.rev(2)}
 		}},
-		{"range at compact rev", func(s *side, p string) proto.Message {
+		{"range at compact rev", func(s *side, p string) protoadapt.MessageV1 {
 			return &pb.RangeRequest{Key: []byte(p + "c"), Revision: s.rev(3)}
 		}},
-		{"lease revoke unknown", func(s *side, p string) proto.Message { return &pb.LeaseRevokeRequest{ID: 987654321} }},
-		{"lease ttl unknown", func(s *side, p string) proto.Message { return &pb.LeaseTimeToLiveRequest{ID: 987654321} }},
-		{"lease grant too large", func(s *side, p string) proto.Message { return &pb.LeaseGrantRequest{TTL: 9000000001} }},
+		{"lease revoke unknown", func(s *side, p string) protoadapt.MessageV1 { return &pb.LeaseRevokeRequest{ID: 987654321} }},
+		{"lease ttl unknown", func(s *side, p string) protoadapt.MessageV1 { return &pb.LeaseTimeToLiveRequest{ID: 987654321} }},
+		{"lease grant too large", func(s *side, p string) protoadapt.MessageV1 { return &pb.LeaseGrantRequest{TTL: 9000000001} }},
 	}
 	runOps(t, ops)
 }

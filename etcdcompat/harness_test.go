@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/protobuf/proto" //nolint:staticcheck // etcd's API types are v1 messages.
 	gwruntime "github.com/grpc-ecosystem/grpc-gateway/runtime"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/meshagent/meshagent/etcdcompat/store"
 )
@@ -110,7 +110,7 @@ func (s *side) rev(n int64) int64 { return s.rev0 + n }
 var jsonpb = &gwruntime.JSONPb{OrigName: true}
 
 // res renders a gRPC result.
-func (s *side) res(m proto.Message, err error) string {
+func (s *side) res(m protoadapt.MessageV1, err error) string {
 	if err != nil {
 		st, _ := status.FromError(err)
 		return fmt.Sprintf("ERR %s %q", st.Code(), st.Message())
