@@ -10,6 +10,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -152,12 +153,23 @@ func (t *Translator) translateCluster(r *unitResult, name string, e *entry) erro
 	if len(c.GetTransportSocketMatches()) > 0 {
 		ts = matchTransportSocket(r, c, cla)
 	}
+	h2, err := explicitHTTP2(c)
+	if err != nil {
+		return bad("typed_extension_protocol_options", "%v", err)
+	}
+	if h2 {
+		up.Scheme = "grpc" // HTTP/2 with prior knowledge (h2c)
+	}
 	if ts != nil {
 		tls, err := upstreamTLS(ts)
 		if err != nil {
 			return bad("transport_socket", "%v", err)
 		}
-		if tls != nil {
+		if tls != nil && h2 {
+			up.Scheme = "grpcs"
+			up.TLS = tls
+			r.secretDeps(tls.SecretName, tls.CASecretName)
+		} else if tls != nil {
 			up.Scheme = "https"
 			up.TLS = tls
 			r.secretDeps(tls.SecretName, tls.CASecretName)
@@ -435,4 +447,24 @@ func socketName(c *clusterv3.Cluster, i int) string {
 		return "transport_socket"
 	}
 	return c.GetTransportSocketMatches()[i].GetName()
+}
+
+const httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// explicitHTTP2 reports whether the cluster speaks HTTP/2 to its
+// endpoints without negotiation (explicit_http_config with
+// http2_protocol_options, or the deprecated http2_protocol_options).
+func explicitHTTP2(c *clusterv3.Cluster) (bool, error) {
+	if c.GetHttp2ProtocolOptions() != nil {
+		return true, nil
+	}
+	a, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOptions]
+	if !ok {
+		return false, nil
+	}
+	var o httpv3.HttpProtocolOptions
+	if err := a.UnmarshalTo(&o); err != nil {
+		return false, fmt.Errorf("%s: %v", httpProtocolOptions, err)
+	}
+	return o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil, nil
 }
