@@ -62,9 +62,14 @@ func (s *servers) get(table string, tls bool) *fasthttp.Server {
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		ReadBufferSize:               8192,
-		MaxRequestBodySize:           64 << 20,
-		IdleTimeout:                  120 * time.Second,
-		Logger:                       fasthttpLogger{d},
+		// Request bodies up to 1 MiB are read before the handler runs
+		// (retryable, visible to plugins); larger and chunked ones are
+		// streamed to the upstream, so uploads of any size pass in
+		// bounded memory.
+		MaxRequestBodySize: 1 << 20,
+		StreamRequestBody:  true,
+		IdleTimeout:        120 * time.Second,
+		Logger:             fasthttpLogger{d},
 	}
 	s.m[k] = srv
 	return srv

@@ -101,3 +101,74 @@ func TestServerSentEventsStream(t *testing.T) {
 		t.Fatalf("rest %q", rest)
 	}
 }
+
+// A body larger than what is buffered is streamed to the upstream intact.
+func TestLargeUploadStreamed(t *testing.T) {
+	e := newEnv(t, nil)
+	sum := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	t.Cleanup(sum.Close)
+	e.put("/apisix/routes/up", `{"uri":"/upload","upstream":{"nodes":`+nodesJSON(sum.Listener.Addr().String())+`}}`)
+	for _, size := range []int{0, 100, 1 << 20, 8<<20 + 3} {
+		body := strings.Repeat("x", size)
+		if r := e.do("POST", "/upload", body); r.status != 200 || r.body != fmt.Sprint(size) {
+			t.Fatalf("size %d: status %d, upstream read %q bytes", size, r.status, r.body)
+		}
+	}
+	// Chunked (no Content-Length).
+	req, _ := http.NewRequest("POST", "http://"+e.http+"/upload", io.MultiReader(strings.NewReader(strings.Repeat("y", 3<<20))))
+	req.ContentLength = -1
+	r, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || string(b) != fmt.Sprint(3<<20) {
+		t.Fatalf("chunked: %d %q", r.StatusCode, b)
+	}
+}
+
+// The upstream receives a large body while the client is still sending it.
+func TestUploadIsStreamedNotBuffered(t *testing.T) {
+	e := newEnv(t, nil)
+	got := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1)
+		if _, err := io.ReadFull(r.Body, buf); err == nil {
+			close(got)
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n+1)
+	}))
+	t.Cleanup(be.Close)
+	e.put("/apisix/routes/up", `{"uri":"/stream-up","upstream":{"nodes":`+nodesJSON(be.Listener.Addr().String())+`}}`)
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := []byte(strings.Repeat("z", 1<<20))
+		for range 3 { // more than the 1 MiB buffered before the handler
+			pw.Write(chunk)
+		}
+		select {
+		case <-got: // the backend has bytes before the body is complete
+		case <-time.After(5 * time.Second):
+			pw.CloseWithError(fmt.Errorf("backend saw nothing while the body was incomplete: buffered"))
+			return
+		}
+		pw.Write(chunk)
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "http://"+e.http+"/stream-up", pr)
+	req.ContentLength = 4 << 20
+	r, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != 200 || string(b) != fmt.Sprint(4<<20) {
+		t.Fatalf("status %d, upstream read %q", r.StatusCode, b)
+	}
+}
