@@ -120,6 +120,7 @@ func backend(t *testing.T, name string) string {
 		w.Header().Set("X-Seen-Method", r.Method)
 		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
 		w.Header().Set("X-Seen-XFP", r.Header.Get("X-Forwarded-Proto"))
+		w.Header().Set("X-Seen-XFPort", r.Header.Get("X-Forwarded-Port"))
 		for k, v := range r.Header {
 			if strings.HasPrefix(k, "X-Test-") {
 				w.Header().Set("X-Echo-"+k[len("X-Test-"):], strings.Join(v, ","))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -207,6 +208,12 @@ func (d *Dataplane) prepareH1(c *h1Ctx, up *upstream) {
 	}
 	if len(h.Peek("X-Forwarded-Host")) == 0 {
 		h.SetBytesV("X-Forwarded-Host", c.host)
+	}
+	if len(h.Peek("X-Forwarded-Port")) == 0 {
+		if a, ok := c.fc.LocalAddr().(*net.TCPAddr); ok {
+			c.buf = strconv.AppendInt(c.buf[:0], int64(a.Port), 10)
+			h.SetBytesV("X-Forwarded-Port", c.buf)
+		}
 	}
 	h.SetBytesV("X-Real-IP", c.remote)
 	scheme := c.scheme

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -60,6 +61,9 @@ func TestHTTP1Proxy(t *testing.T) {
 	}
 	if got := r.h.Get("X-Seen-XFP"); got != "http" {
 		t.Fatalf("X-Forwarded-Proto upstream = %q", got)
+	}
+	if _, port, _ := net.SplitHostPort(e.http); r.h.Get("X-Seen-XFPort") != port {
+		t.Fatalf("X-Forwarded-Port upstream = %q, want %s", r.h.Get("X-Seen-XFPort"), port)
 	}
 	if got := r.h.Get("X-Seen-Path"); got != "/hello" {
 		t.Fatalf("path upstream = %q", got)
