@@ -109,6 +109,14 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		out.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[c.tls])
 	}
 	out.Header.Set("X-Real-IP", c.remote)
+	if out.Header.Get("X-Forwarded-Host") == "" {
+		out.Header.Set("X-Forwarded-Host", c.host)
+	}
+	if out.Header.Get("X-Forwarded-Port") == "" {
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			out.Header.Set("X-Forwarded-Port", strconv.Itoa(a.Port))
+		}
+	}
 	ctx := r.Context()
 	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
 		if to, ok := parseGRPCTimeout(gt); ok {
