@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds/controlplane"
@@ -189,7 +190,10 @@ func TestClientLifecycle(t *testing.T) {
 			// Removal: cluster svc-b and its route go away.
 			cfg.Clusters = cfg.Clusters[:1]
 			cfg.Endpoints = cfg.Endpoints[:1]
-			cfg.Routes[0].VirtualHosts[0].Routes = cfg.Routes[0].VirtualHosts[0].Routes[1:]
+			// The cache marshals lazily: change a copy, never a pushed message.
+			rc := proto.Clone(cfg.Routes[0]).(*controlplane.RouteConfiguration)
+			rc.VirtualHosts[0].Routes = rc.VirtualHosts[0].Routes[1:]
+			cfg.Routes = []*controlplane.RouteConfiguration{rc}
 			if err := h.cp.SetSnapshot(ctx, testNode, "v3", cfg); err != nil {
 				t.Fatal(err)
 			}

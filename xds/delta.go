@@ -132,6 +132,9 @@ func (c *Client) applyDelta(ctx context.Context, ts *typeState, resp *discoveryv
 	seen := map[string]struct{}{}
 	for i, r := range resp.GetResources() {
 		if r.GetResource() == nil {
+			if r.GetTtl() != nil {
+				continue // a TTL heartbeat: the resource is unchanged
+			}
 			// A name without a body: the resource does not exist.
 			removals = append(removals, r.GetName())
 			continue
@@ -150,6 +153,9 @@ func (c *Client) applyDelta(ctx context.Context, ts *typeState, resp *discoveryv
 		upserts = append(upserts, res)
 	}
 	removals = append(removals, resp.GetRemovedResources()...)
+	for _, rn := range resp.GetRemovedResourceNames() {
+		removals = append(removals, rn.GetName())
+	}
 	if err := c.o.Handler.Apply(ctx, ts.kind, upserts, removals); err != nil {
 		return err
 	}

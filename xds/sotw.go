@@ -13,6 +13,9 @@ import (
 	"github.com/meshagent/meshagent/xds/translate"
 )
 
+// typeResourceWrapper wraps SotW resources that carry a TTL.
+const typeResourceWrapper = "type.googleapis.com/envoy.service.discovery.v3.Resource"
+
 // namedKinds are subscribed by name, in warming order.
 var namedKinds = []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret}
 
@@ -186,6 +189,21 @@ func (c *Client) applySotw(ctx context.Context, ts *typeState, resp *discoveryv3
 		}
 	}
 	for i, a := range resp.GetResources() {
+		if a.GetTypeUrl() == typeResourceWrapper {
+			// A resource with a TTL, wrapped; without a body it is a
+			// heartbeat for a resource already known.
+			var w discoveryv3.Resource
+			if err := a.UnmarshalTo(&w); err != nil {
+				return fmt.Errorf("resources[%d]: %w", i, err)
+			}
+			if w.GetResource() == nil {
+				if _, ok := ts.known[w.GetName()]; ok {
+					seen[w.GetName()] = struct{}{}
+				}
+				continue
+			}
+			a = w.GetResource()
+		}
 		r, err := decodeAny(ts.kind, a, version)
 		if err != nil {
 			return fmt.Errorf("resources[%d]: %w", i, err)
