@@ -54,7 +54,8 @@ func newGateway(s *Server) (*gateway, error) {
 	// values are omitted. gatewayMarshaler is that marshaler, with a
 	// reflection-free encoder for Range replies giving identical bytes.
 	mux := gwruntime.NewServeMux(gwruntime.WithMarshalerOption(gwruntime.MIMEWildcard,
-		gatewayMarshaler{&gwruntime.JSONPb{OrigName: true}}))
+		gatewayMarshaler{JSONPb: &gwruntime.JSONPb{OrigName: true}, rc: s.rc}))
+	registerLocalRange(mux, s)
 	for _, register := range []func(context.Context, *gwruntime.ServeMux, *grpc.ClientConn) error{
 		gw.RegisterKVHandler, gw.RegisterWatchHandler, gw.RegisterLeaseHandler,
 		gw.RegisterClusterHandler, gw.RegisterMaintenanceHandler, gw.RegisterAuthHandler,

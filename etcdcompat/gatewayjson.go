@@ -13,13 +13,21 @@ import (
 // JSONPb{OrigName: true} for everything (decoding requests included),
 // except that Range replies, which carry whole APISIX directories, are
 // encoded by appendRangeResponse into the very bytes JSONPb produces,
-// without reflection.
-type gatewayMarshaler struct{ *gwruntime.JSONPb }
+// without reflection, and cached with the reply when the reply is cached.
+type gatewayMarshaler struct {
+	*gwruntime.JSONPb
+	rc *rangeCache // nil: no cache
+}
 
 // Marshal encodes v as JSONPb does.
 func (m gatewayMarshaler) Marshal(v any) ([]byte, error) {
 	if r, ok := v.(*pb.RangeResponse); ok && r != nil {
-		return appendRangeResponse(make([]byte, 0, 64+r.Size()*4/3*2), r), nil
+		if b := m.rc.json(r); b != nil {
+			return b, nil
+		}
+		b := appendRangeResponse(make([]byte, 0, 256+r.Size()*3/2), r)
+		m.rc.setJSON(r, b)
+		return b, nil
 	}
 	return m.JSONPb.Marshal(v)
 }

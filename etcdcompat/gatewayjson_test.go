@@ -45,7 +45,7 @@ func checkRangeJSON(t *testing.T, i int, r *pb.RangeResponse) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := gatewayMarshaler{&gwruntime.JSONPb{OrigName: true}}.Marshal(r)
+	got, err := gatewayMarshaler{JSONPb: &gwruntime.JSONPb{OrigName: true}}.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,8 @@ type rangeCache struct {
 	mu      sync.Mutex
 	entries map[string]*cachedRange // by encoded request
 	byResp  map[*pb.RangeResponse][]byte
-	order   []string // insertion order, for eviction
+	jsonOf  map[*pb.RangeResponse][]byte // gateway JSON of cached replies
+	order   []string                     // insertion order, for eviction
 	bytes   int
 }
 
@@ -38,7 +39,8 @@ type cachedRange struct {
 }
 
 func newRangeCache(maxBytes int) *rangeCache {
-	return &rangeCache{maxBytes: maxBytes, entries: make(map[string]*cachedRange), byResp: make(map[*pb.RangeResponse][]byte)}
+	return &rangeCache{maxBytes: maxBytes, entries: make(map[string]*cachedRange),
+		byResp: make(map[*pb.RangeResponse][]byte), jsonOf: make(map[*pb.RangeResponse][]byte)}
 }
 
 // cacheable reports whether r reads the current revision.
@@ -72,8 +74,7 @@ func (c *rangeCache) put(key string, resp *pb.RangeResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.entries[key]; old != nil {
-		c.bytes -= len(c.byResp[old.resp])
-		delete(c.byResp, old.resp)
+		c.drop(old.resp)
 		c.removeOrder(key)
 	}
 	c.entries[key] = &cachedRange{rev: resp.Header.Revision, resp: resp}
@@ -84,11 +85,41 @@ func (c *rangeCache) put(key string, resp *pb.RangeResponse) {
 		oldest := c.order[0]
 		c.order = c.order[1:]
 		if e := c.entries[oldest]; e != nil {
-			c.bytes -= len(c.byResp[e.resp])
-			delete(c.byResp, e.resp)
+			c.drop(e.resp)
 			delete(c.entries, oldest)
 		}
 	}
+}
+
+// drop forgets the encodings of resp; c.mu is held.
+func (c *rangeCache) drop(resp *pb.RangeResponse) {
+	c.bytes -= len(c.byResp[resp]) + len(c.jsonOf[resp])
+	delete(c.byResp, resp)
+	delete(c.jsonOf, resp)
+}
+
+// json returns the gateway JSON of a cached reply, if encoded already.
+func (c *rangeCache) json(resp *pb.RangeResponse) []byte {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jsonOf[resp]
+}
+
+// setJSON keeps the gateway JSON of resp if resp is a cached reply.
+func (c *rangeCache) setJSON(resp *pb.RangeResponse, b []byte) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, cached := c.byResp[resp]; !cached || c.jsonOf[resp] != nil {
+		return
+	}
+	c.jsonOf[resp] = b
+	c.bytes += len(b)
 }
 
 func (c *rangeCache) removeOrder(key string) {

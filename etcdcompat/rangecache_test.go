@@ -74,13 +74,15 @@ func TestRangeCache(t *testing.T) {
 	}
 }
 
-// TestDiffLargeRange compares large prefix reads (served from the reply
-// cache on etcdcompat) with etcd's, before and after writes.
+// TestDiffLargeRange compares large prefix reads over gRPC and HTTP
+// (served from the reply caches on etcdcompat) with etcd's, before and
+// after writes.
 func TestDiffLargeRange(t *testing.T) {
 	p := keyPrefix(t)
 	val := strings.Repeat("v", 150)
 	rng := func(t *testing.T, s *side) string {
-		return s.res(s.call(&pb.RangeRequest{Key: []byte(p), RangeEnd: prefixEnd(p)}))
+		return s.res(s.call(&pb.RangeRequest{Key: []byte(p), RangeEnd: prefixEnd(p)})) + "\n" +
+			s.post(t, "/v3/kv/range", readdirBody(p, string(prefixEnd(p))))
 	}
 	runDiff(t, []step{
 		{"load", func(t *testing.T, s *side) string {
