@@ -110,8 +110,15 @@ func startAdminServer(cfg *runConfig, st store.Store, dp *dataplane.Dataplane, l
 		Ready: dp.Ready,
 		Stats: func() any {
 			s := map[string]any{"dataplane": dp.Stats().Snapshot()}
-			if a := cfg.xds.applier; a != nil {
-				s["xds"] = map[string]int64{"pushes": a.Pushes(), "writes": a.Writes(), "ignored_fields": a.Warnings()}
+			if a, cl := cfg.xds.applier, cfg.xds.client; a != nil && cl != nil {
+				x := map[string]int64{"pushes": a.Pushes(), "writes": a.Writes(), "ignored_fields": a.Warnings()}
+				st := cl.Status()
+				x["reconnects"] = st.Reconnect
+				for _, ts := range st.Types {
+					x["acks"] += ts.ACKs
+					x["nacks"] += ts.NACKs
+				}
+				s["xds"] = x
 			}
 			return s
 		},

@@ -45,6 +45,9 @@ func TestRunXDS(t *testing.T) {
 	if code, body := get("http://" + admin + "/config_dump?source=xds"); code != http.StatusOK || !strings.Contains(body, `"xds_name": "backend-a"`) {
 		t.Errorf("/config_dump: %d %.300s", code, body)
 	}
+	if code, body := get("http://" + admin + "/stats"); code != http.StatusOK || !strings.Contains(body, `"nacks": 0`) || !strings.Contains(body, `"pushes"`) {
+		t.Errorf("/stats: %d %s", code, body)
+	}
 	resp, err := http.Post("http://"+admin+"/quitquitquit", "", nil)
 	if err != nil {
 		t.Fatal(err)
