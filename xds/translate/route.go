@@ -125,8 +125,19 @@ func (t *Translator) translateRoute(r *unitResult, rc *routev3.RouteConfiguratio
 		switch k {
 		case "envoy.filters.http.rbac", "envoy.filters.http.ext_authz", "envoy.filters.http.jwt_authn":
 			return nil, fmt.Errorf("typed_per_filter_config[%s] is not supported", k)
+		case faultFilter:
+			continue
 		}
 		r.warnf("route %q: typed_per_filter_config[%s] ignored", rt.GetName(), k)
+	}
+	if fa := faultConfig(vh, rt); fa != nil && rt.GetRoute() != nil {
+		fp, err := faultPlugin(r, fa)
+		if err != nil {
+			return nil, err
+		}
+		if fp != nil {
+			out.Plugins["fault-injection"] = rawPlugin(fp)
+		}
 	}
 	switch a := rt.GetAction().(type) {
 	case *routev3.Route_Route:

@@ -9,9 +9,12 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -233,6 +236,7 @@ func TestRouteActions(t *testing.T) {
 				t.Fatalf("got %d objects: %v", len(out), out)
 			}
 			for _, obj := range out {
+				checkPlugins(t, obj)
 				for f, want := range c.fields {
 					if got := field(t, obj, f); got != want {
 						t.Errorf("%s = %s, want %s\n%s", f, got, want, obj)
@@ -266,6 +270,7 @@ func TestRouteVariantsAndMirror(t *testing.T) {
 	if variantKey == "" || field(t, routeObj, "upstream_id") != `"`+strings.TrimPrefix(variantKey, PrefixUpstreams)+`"` {
 		t.Fatalf("route %s does not use the variant upstream (%v)", routeObj, out)
 	}
+	checkPlugins(t, routeObj)
 	if got := field(t, routeObj, "plugins"); got != `{"proxy-mirror":{"host":"http://10.0.0.9:8080"}}` {
 		t.Errorf("mirror plugins %s", got)
 	}
@@ -308,5 +313,26 @@ func TestRouteRejected(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestFaultInjection(t *testing.T) {
+	fault := &faultv3.HTTPFault{
+		Abort: &faultv3.FaultAbort{ErrorType: &faultv3.FaultAbort_HttpStatus{HttpStatus: 503},
+			Percentage: &typev3.FractionalPercent{Numerator: 50, Denominator: typev3.FractionalPercent_HUNDRED}},
+		Delay: &faultcommon.FaultDelay{FaultDelaySecifier: &faultcommon.FaultDelay_FixedDelay{FixedDelay: durationpb.New(1500 * time.Millisecond)},
+			Percentage: &typev3.FractionalPercent{Numerator: 100000, Denominator: typev3.FractionalPercent_MILLION}},
+		Headers: []*routev3.HeaderMatcher{{Name: "end-user", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "jason"}}}}},
+	}
+	r := controlplane.PrefixRoute("r", "/", "svc")
+	r.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.fault": controlplane.MustAny(fault)}
+	out := stage(t, New(nil), KindRouteConfig, controlplane.RouteConfig("rc", controlplane.VirtualHost("vh", []string{"*"}, r)))
+	for _, obj := range out {
+		checkPlugins(t, obj)
+		want := `{"fault-injection":{"abort":{"http_status":503,"percentage":50,"vars":[[["http_end_user","~~","^"],["http_end_user","==","jason"]]]},"delay":{"duration":1.5,"percentage":10,"vars":[[["http_end_user","~~","^"],["http_end_user","==","jason"]]]}}}`
+		if got := field(t, obj, "plugins"); got != want {
+			t.Errorf("plugins %s\nwant    %s", got, want)
+		}
 	}
 }
