@@ -86,3 +86,23 @@ func TestDiffBadInput(t *testing.T) {
 	)
 	runDiff(t, steps)
 }
+
+// TestBodyLimit checks that a body larger than twice the gRPC message
+// limit is refused while it is read (etcd would read it all, then answer
+// ResourceExhausted), and that nothing is written.
+func TestBodyLimit(t *testing.T) {
+	c := startCompat(t, Options{MaxRequestBytes: 1024})
+	s := newSide(t, "etcdcompat", c.url)
+	rev := c.st.Rev()
+	body := `{"key":"` + b64("/k") + `","value":"` + strings.Repeat("A", 2*(1024+grpcOverheadBytes)) + `"}`
+	got := s.post(t, "/v3/kv/put", body)
+	if !strings.HasPrefix(got, "400 ") || !strings.Contains(got, "http: request body too large") {
+		t.Fatalf("oversized body: %s", got)
+	}
+	if c.st.Rev() != rev {
+		t.Fatal("oversized body wrote something")
+	}
+	if got := s.post(t, "/v3/kv/put", `{"key":"`+b64("/k")+`","value":"dg=="}`); !strings.HasPrefix(got, "200 ") {
+		t.Fatalf("small body after: %s", got)
+	}
+}

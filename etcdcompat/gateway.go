@@ -76,7 +76,7 @@ func newGateway(s *Server) (*gateway, error) {
 	))
 	httpmux.HandleFunc("/version", serveVersion)
 	httpmux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { serveHealth(s, w, r) })
-	g.handler = accessController{httpmux}
+	g.handler = accessController{mux: httpmux, maxBody: int64(2 * (s.opts.MaxRequestBytes + grpcOverheadBytes))}
 	return g, nil
 }
 
@@ -92,8 +92,14 @@ func (g *gateway) close() {
 
 // accessController does what etcd's does in front of its mux with the
 // default configuration (CORS "*", any host): old API prefixes are served
-// as /v3/, CORS headers are added, OPTIONS is answered 200.
-type accessController struct{ mux *http.ServeMux }
+// as /v3/, CORS headers are added, OPTIONS is answered 200. In addition it
+// bounds request bodies (except watch streams) to maxBody: twice the
+// largest gRPC message, room for its base64 in JSON, so that an oversized
+// body fails while it is read instead of being held in memory.
+type accessController struct {
+	mux     *http.ServeMux
+	maxBody int64
+}
 
 func (a accessController) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, old := range []string{"/v3beta/", "/v3alpha/"} {
@@ -110,6 +116,9 @@ func (a accessController) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
 		return
+	}
+	if r.Body != nil && r.URL.Path != "/v3/watch" {
+		r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
 	}
 	a.mux.ServeHTTP(w, r)
 }
