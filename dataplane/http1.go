@@ -102,6 +102,15 @@ func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
 		d.runLog(ch, c)
 		return
 	}
+	if cons := c.consumer; cons != nil && len(cons.Entries) > 0 {
+		// An auth plugin identified a consumer with plugins of its own:
+		// run their rewrite phase, then the merged chain (APISIX).
+		ch = ch.WithConsumer(cons)
+		if own := cons.Chain(); own.Has(plugins.PhaseRewrite) && d.runPhase(own, plugins.PhaseRewrite, c) {
+			d.runLog(ch, c)
+			return
+		}
+	}
 	if ch.Has(plugins.PhaseAccess) && d.runPhase(ch, plugins.PhaseAccess, c) {
 		d.runLog(ch, c)
 		return

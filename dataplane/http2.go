@@ -54,8 +54,19 @@ func (d *Dataplane) serveHTTP(w http.ResponseWriter, r *http.Request, table stri
 	}
 	c.rt = rt
 	ch := rt.chain
-	defer d.runLog(ch, c)
-	if d.runPhase(ch, plugins.PhaseRewrite, c) || d.runPhase(ch, plugins.PhaseAccess, c) {
+	defer func() { d.runLog(ch, c) }()
+	if d.runPhase(ch, plugins.PhaseRewrite, c) {
+		d.writeH2Local(c)
+		return
+	}
+	if cons := c.consumer; cons != nil && len(cons.Entries) > 0 {
+		ch = ch.WithConsumer(cons) // see serveH1
+		if d.runPhase(cons.Chain(), plugins.PhaseRewrite, c) {
+			d.writeH2Local(c)
+			return
+		}
+	}
+	if d.runPhase(ch, plugins.PhaseAccess, c) {
 		d.writeH2Local(c)
 		return
 	}

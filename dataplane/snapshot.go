@@ -61,6 +61,9 @@ type snapshot struct {
 	listeners    map[string]*apisix.Listener
 	certs        []*sslCert
 	tlsm         *mtls.Manager // mTLS: certificates in force (shared by snapshots)
+	// consumers are the compiled consumers by store key, reused by the
+	// next build while their fingerprint is unchanged.
+	consumers map[string]*builtConsumer
 }
 
 // objects is the decoded store content, by kind and id.
@@ -77,6 +80,7 @@ type objects struct {
 	secrets       map[string]store.Object // mTLS: /meshagent/secrets/
 	consumers     map[string]store.Object
 	credentials   map[string]store.Object
+	groups        map[string]store.Object // consumer groups
 }
 
 func newObjects() *objects {
@@ -84,7 +88,7 @@ func newObjects() *objects {
 		routes: map[string]store.Object{}, upstreams: map[string]store.Object{}, services: map[string]store.Object{},
 		pluginConfigs: map[string]store.Object{}, globalRules: map[string]store.Object{}, streamRoutes: map[string]store.Object{},
 		ssls: map[string]store.Object{}, listeners: map[string]store.Object{}, secrets: map[string]store.Object{},
-		consumers: map[string]store.Object{}, credentials: map[string]store.Object{},
+		consumers: map[string]store.Object{}, credentials: map[string]store.Object{}, groups: map[string]store.Object{},
 	}
 }
 
@@ -114,6 +118,8 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 		m = os.consumers
 	case *apisix.Credential:
 		m = os.credentials
+	case *apisix.ConsumerGroup:
+		m = os.groups
 	case nil:
 		if deleted {
 			for _, mm := range os.all() {
@@ -136,7 +142,7 @@ func (os *objects) set(key string, o store.Object, deleted bool) {
 // all lists the per-kind maps.
 func (os *objects) all() []map[string]store.Object {
 	return []map[string]store.Object{os.routes, os.upstreams, os.services, os.pluginConfigs, os.globalRules,
-		os.streamRoutes, os.ssls, os.listeners, os.consumers, os.credentials, os.secrets}
+		os.streamRoutes, os.ssls, os.listeners, os.consumers, os.credentials, os.secrets, os.groups}
 }
 
 func idOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
@@ -157,6 +163,7 @@ type builder struct {
 	prevByID  map[string]*upstream
 	seenIDs   map[string]bool
 	consumers []*plugins.Consumer
+	cur       *snapshot     // the snapshot being built
 	tlsm      *mtls.Manager // mTLS: updated first in build
 }
 
@@ -201,6 +208,7 @@ func (b *builder) build() *snapshot {
 		rev: b.objs.rev, routes: map[string]*route{}, listeners: map[string]*apisix.Listener{},
 	}
 	b.updateTLS(s) // mTLS: certificates before the upstreams and listeners using them
+	b.cur = s
 	b.ups = map[string]*upstream{}
 	b.upByID = map[string]*upstream{}
 	b.seenIDs = map[string]bool{}
@@ -223,7 +231,7 @@ func (b *builder) build() *snapshot {
 		b.upByID[id] = up
 	}
 	var gfpConsumers string
-	b.consumers, gfpConsumers = buildConsumers(b.objs)
+	b.consumers, gfpConsumers = b.buildConsumers()
 	// Global rules: each built independently; a bad one keeps nothing of
 	// itself (it never compiled) but never blocks the rest.
 	var global []plugins.Entry

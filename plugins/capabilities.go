@@ -1,6 +1,9 @@
 package plugins
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"sync"
+)
 
 // Optional capabilities. A Ctx or Builder implementation may provide these
 // extra interfaces; filters discover them by type assertion and must behave
@@ -22,6 +25,9 @@ type Consumer struct {
 	// first, overridden by its own), built by the data plane at snapshot
 	// time; Chain.WithConsumer merges them into a route's chain.
 	Entries []Entry
+
+	ownOnce sync.Once
+	own     *Chain
 }
 
 // ConsumerSource is a Builder capability: the consumers of the snapshot

@@ -31,3 +31,11 @@ func (c *Chain) WithConsumer(cons *Consumer) *Chain {
 	v, _ := c.byConsumer.LoadOrStore(cons, m)
 	return v.(*Chain)
 }
+
+// Chain returns a chain of the consumer's own entries, built once. The data
+// plane runs its rewrite phase right after authentication (APISIX's
+// rewrite_in_consumer), since the route's rewrite phase has already run.
+func (cons *Consumer) Chain() *Chain {
+	cons.ownOnce.Do(func() { cons.own = NewChain(nil, cons.Entries) })
+	return cons.own
+}

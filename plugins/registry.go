@@ -16,6 +16,9 @@ type Plugin struct {
 	Priority int
 	// New builds a filter from one config; see Factory.
 	New Factory
+	// Auth marks authentication plugins (APISIX type "auth"): on a consumer
+	// their config is a credential, not a plugin merged into the route.
+	Auth bool
 }
 
 var (

@@ -17,6 +17,9 @@ import (
 
 	_ "github.com/meshagent/meshagent/plugins/auth"
 	_ "github.com/meshagent/meshagent/plugins/consumerrestriction"
+	_ "github.com/meshagent/meshagent/plugins/limit"
+	_ "github.com/meshagent/meshagent/plugins/proxyrewrite"
+	_ "github.com/meshagent/meshagent/plugins/responserewrite"
 )
 
 type check struct {
@@ -136,4 +139,48 @@ func TestJWTAuth(t *testing.T) {
 		{"no key claim", "/jwt", []string{"Authorization: " + noKey}, 401, `{"message":"missing user key in JWT token"}`},
 		{"alg confusion", "/jwt", []string{"Authorization: " + confused}, 401, `{"message":"failed to verify jwt"}`},
 	})
+}
+
+// TestConsumerPlugins checks APISIX's merge: once authenticated, a
+// consumer's own plugins (and its group's) join the route's, replacing a
+// route plugin of the same name; their rewrite phase runs too.
+func TestConsumerPlugins(t *testing.T) {
+	e := plugintest.New(t)
+	e.Put("/apisix/consumer_groups/gold", `{"plugins":{"response-rewrite":{"headers":{"set":{"X-Tier":"gold"}}}}}`)
+	e.Consumer("jack", `{"key-auth":{"key":"k-jack"},"limit-count":{"count":1,"time_window":60,"key":"remote_addr","rejected_code":429},"proxy-rewrite":{"headers":{"set":{"X-Consumer":"jack"}}}}`)
+	e.Put("/apisix/consumers/rose", `{"username":"rose","group_id":"gold","plugins":{"key-auth":{"key":"k-rose"}}}`)
+	e.Route("r", "/r", `{"key-auth":{},"limit-count":{"count":100,"time_window":60,"key":"remote_addr","rejected_code":429}}`)
+
+	r := e.Do("GET", "/r", "apikey: k-jack")
+	var got plugintest.Echoed
+	r.JSON(t, &got)
+	if r.Status != 200 || len(got.Headers["X-Consumer"]) != 1 || r.Header.Get("X-Ratelimit-Limit") != "1" {
+		t.Fatalf("jack: %d %v %v", r.Status, got.Headers, r.Header)
+	}
+	if r := e.Do("GET", "/r", "apikey: k-jack"); r.Status != 429 {
+		t.Fatalf("jack's own limit not applied: %d", r.Status)
+	}
+	for i := 0; i < 3; i++ {
+		r := e.Do("GET", "/r", "apikey: k-rose")
+		if r.Status != 200 || r.Header.Get("X-Ratelimit-Limit") != "100" || r.Header.Get("X-Tier") != "gold" {
+			t.Fatalf("rose %d: %d %v", i, r.Status, r.Header)
+		}
+	}
+	// An invalid update of a consumer is rejected naming the field; its
+	// last good version stays in force (jack is still limited to 1).
+	e.Consumer("jack", `{"key-auth":{"key":"k-jack"},"limit-count":{"count":0}}`)
+	if r := e.Do("GET", "/r", "apikey: k-jack"); r.Status != 429 {
+		t.Fatalf("jack after a rejected update: %d, want 429 from his last good config", r.Status)
+	}
+	// A new consumer that never compiled is left out: fail closed.
+	e.Consumer("mallory", `{"key-auth":{"key":"k-mal"},"limit-count":{"count":0}}`)
+	if r := e.Do("GET", "/r", "apikey: k-mal"); r.Status != 401 {
+		t.Fatalf("never-compiled consumer authenticates: %d", r.Status)
+	}
+	if r := e.Do("GET", "/r", "apikey: k-rose"); r.Status != 200 {
+		t.Fatalf("rose after jack's rejection: %d", r.Status)
+	}
+	if !strings.Contains(e.Logs(), "count") {
+		t.Fatalf("rejection does not name the field: %s", e.Logs())
+	}
 }

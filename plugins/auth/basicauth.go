@@ -28,7 +28,7 @@ type BasicAuthCredential struct {
 }
 
 func init() {
-	plugins.Register(plugins.Plugin{Name: BasicAuthName, Priority: BasicAuthPriority, New: newBasicAuth})
+	plugins.Register(plugins.Plugin{Name: BasicAuthName, Priority: BasicAuthPriority, New: newBasicAuth, Auth: true})
 }
 
 type basicUser struct {

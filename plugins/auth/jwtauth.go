@@ -45,7 +45,7 @@ type JWTAuthCredential struct {
 }
 
 func init() {
-	plugins.Register(plugins.Plugin{Name: JWTAuthName, Priority: JWTAuthPriority, New: newJWTAuth})
+	plugins.Register(plugins.Plugin{Name: JWTAuthName, Priority: JWTAuthPriority, New: newJWTAuth, Auth: true})
 }
 
 type jwtUser struct {

@@ -26,7 +26,7 @@ type KeyAuthCredential struct {
 }
 
 func init() {
-	plugins.Register(plugins.Plugin{Name: KeyAuthName, Priority: KeyAuthPriority, New: newKeyAuth})
+	plugins.Register(plugins.Plugin{Name: KeyAuthName, Priority: KeyAuthPriority, New: newKeyAuth, Auth: true})
 }
 
 type keyAuth struct {
