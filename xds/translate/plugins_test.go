@@ -7,7 +7,9 @@ import (
 	dpexpr "github.com/meshagent/meshagent/dataplane/expr"
 	"github.com/meshagent/meshagent/plugins"
 
+	_ "github.com/meshagent/meshagent/plugins/cors"
 	_ "github.com/meshagent/meshagent/plugins/faultinjection"
+	_ "github.com/meshagent/meshagent/plugins/limit"
 	_ "github.com/meshagent/meshagent/plugins/proxymirror"
 	_ "github.com/meshagent/meshagent/plugins/proxyrewrite"
 	_ "github.com/meshagent/meshagent/plugins/redirect"

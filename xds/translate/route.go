@@ -125,10 +125,30 @@ func (t *Translator) translateRoute(r *unitResult, rc *routev3.RouteConfiguratio
 		switch k {
 		case "envoy.filters.http.rbac", "envoy.filters.http.ext_authz", "envoy.filters.http.jwt_authn":
 			return nil, fmt.Errorf("typed_per_filter_config[%s] is not supported", k)
-		case faultFilter:
+		case faultFilter, corsFilter, localRateFilter:
 			continue
 		}
 		r.warnf("route %q: typed_per_filter_config[%s] ignored", rt.GetName(), k)
+	}
+	if cp, err := routeCORS(vh, rt); err != nil {
+		return nil, err
+	} else if cp != nil {
+		c, err := corsPlugin(cp)
+		if err != nil {
+			return nil, fmt.Errorf("cors: %v", err)
+		}
+		if c != nil {
+			out.Plugins["cors"] = rawPlugin(c)
+		}
+	}
+	if la := perFilter(vh, rt, localRateFilter); la != nil {
+		lp, err := rateLimitPlugin(r, la)
+		if err != nil {
+			return nil, err
+		}
+		if lp != nil {
+			out.Plugins["limit-req"] = rawPlugin(lp)
+		}
 	}
 	if fa := faultConfig(vh, rt); fa != nil && rt.GetRoute() != nil {
 		fp, err := faultPlugin(r, fa)
@@ -304,9 +324,6 @@ func (t *Translator) routeAction(r *unitResult, out *apisix.Route, m *match, a *
 		} else {
 			r.warnf("route: mirror cluster %q has no endpoint yet; mirroring off", mp[0].GetCluster())
 		}
-	}
-	if a.GetCors() != nil {
-		r.warnf("route: cors ignored")
 	}
 	return nil
 }

@@ -10,7 +10,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
@@ -331,6 +333,33 @@ func TestFaultInjection(t *testing.T) {
 	for _, obj := range out {
 		checkPlugins(t, obj)
 		want := `{"fault-injection":{"abort":{"http_status":503,"percentage":50,"vars":[[["http_end_user","~~","^"],["http_end_user","==","jason"]]]},"delay":{"duration":1.5,"percentage":10,"vars":[[["http_end_user","~~","^"],["http_end_user","==","jason"]]]}}}`
+		if got := field(t, obj, "plugins"); got != want {
+			t.Errorf("plugins %s\nwant    %s", got, want)
+		}
+	}
+}
+
+func TestCORSAndLocalRateLimit(t *testing.T) {
+	cors := &corsv3.CorsPolicy{
+		AllowOriginStringMatch: []*matcherv3.StringMatcher{
+			{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "https://a.example.com"}},
+			{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: ".b.example.com"}},
+		},
+		AllowMethods: "GET,POST", AllowHeaders: "x-user", MaxAge: "600", AllowCredentials: wrapperspb.Bool(true),
+	}
+	lrl := &lrlv3.LocalRateLimit{StatPrefix: "rl",
+		TokenBucket:    &typev3.TokenBucket{MaxTokens: 20, TokensPerFill: wrapperspb.UInt32(10), FillInterval: durationpb.New(2 * time.Second)},
+		FilterEnabled:  &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100}},
+		FilterEnforced: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100}},
+	}
+	r := controlplane.PrefixRoute("r", "/", "svc")
+	r.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.local_ratelimit": controlplane.MustAny(lrl)}
+	vh := controlplane.VirtualHost("vh", []string{"*"}, r)
+	vh.TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.cors": controlplane.MustAny(cors)}
+	out := stage(t, New(nil), KindRouteConfig, controlplane.RouteConfig("rc", vh))
+	for _, obj := range out {
+		checkPlugins(t, obj)
+		want := `{"cors":{"allow_credential":true,"allow_headers":"x-user","allow_methods":"GET,POST","allow_origins":"https://a.example.com","allow_origins_by_regex":["\\.b\\.example\\.com$"],"max_age":600},"limit-req":{"burst":20,"key":"server_addr","nodelay":true,"rate":5,"rejected_code":429}}`
 		if got := field(t, obj, "plugins"); got != want {
 			t.Errorf("plugins %s\nwant    %s", got, want)
 		}
