@@ -112,6 +112,7 @@ type Server struct {
 	gw     *gateway
 	mu     sync.Mutex
 	urls   []string
+	lis    []net.Listener
 	muxes  []cmux.CMux
 	https  []*http.Server
 	closed bool
@@ -232,6 +233,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.urls = append(s.urls, "http://"+l.Addr().String())
+	s.lis = append(s.lis, l)
 	s.muxes = append(s.muxes, m)
 	s.https = append(s.https, hs)
 	s.mu.Unlock()
@@ -249,6 +251,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return ErrServerClosed
 	}
 	m.Close()
+	_ = l.Close() // cmux does not close its root listener
 	_ = hs.Close()
 	return fmt.Errorf("etcdcompat: serve %s: %w", l.Addr(), err)
 }
@@ -269,10 +272,13 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	muxes, https := s.muxes, s.https
+	lis, muxes, https := s.lis, s.muxes, s.https
 	s.mu.Unlock()
 	for _, m := range muxes {
 		m.Close()
+	}
+	for _, l := range lis {
+		_ = l.Close() // cmux does not close its root listener
 	}
 	for _, h := range https {
 		_ = h.Close()

@@ -2,7 +2,10 @@ package etcdcompat
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
@@ -81,5 +84,51 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 	if err := srv.Close(); err != nil {
 		t.Fatal("second Close:", err)
+	}
+}
+
+// TestCloseReleasesListener checks that Close stops accepting on the
+// listener given to Serve (cmux alone would keep accepting) and that Serve
+// returns ErrServerClosed.
+func TestCloseReleasesListener(t *testing.T) {
+	st, err := store.New(store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := New(Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	addr := l.Addr().String()
+	var resp *http.Response
+	for i := 0; i < 50; i++ {
+		if resp, err = http.Get("http://" + addr + "/version"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("still accepting after Close")
+	}
+	if err := srv.Serve(l); err != ErrServerClosed {
+		t.Fatalf("Serve after Close: %v", err)
 	}
 }
