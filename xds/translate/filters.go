@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -180,4 +181,18 @@ func rateLimitPlugin(r *unitResult, a *anypb.Any) (map[string]any, error) {
 		"rejected_code": code,
 		"nodelay":       true,
 	}, nil
+}
+
+// emptyFilterLevel reports whether an HCM-level fault or local_ratelimit
+// filter only enables per-route configs (no abort, delay or bucket).
+func emptyFilterLevel(a *anypb.Any) bool {
+	switch a.GetTypeUrl() {
+	case typeFault:
+		var f faultv3.HTTPFault
+		return a.UnmarshalTo(&f) == nil && f.GetAbort() == nil && f.GetDelay() == nil
+	case typeLocalRate:
+		var l lrlv3.LocalRateLimit
+		return a.UnmarshalTo(&l) == nil && l.GetTokenBucket() == nil
+	}
+	return false
 }

@@ -37,6 +37,9 @@ const (
 	typeRBACNet   = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
 	typeRBACHTTP  = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 	typeRouter    = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	typeCORS      = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+	typeFault     = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+	typeLocalRate = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 	filterHCMName = "envoy.filters.network.http_connection_manager"
 	filterTCPName = "envoy.filters.network.tcp_proxy"
 )
@@ -290,6 +293,14 @@ func (t *Translator) translateHCM(r *unitResult, l *listenerv3.Listener, chain *
 				continue
 			}
 			return false, fmt.Errorf("http_filters[%d] (%s): %s is not supported", i, f.GetName(), typ)
+		case typ == typeCORS || f.GetName() == corsFilter:
+			// Policies are per route (typed_per_filter_config / cors).
+		case typ == typeFault, typ == typeLocalRate:
+			// Per-route configs are honoured; a filter-level fault or
+			// bucket applying to every route is not.
+			if len(f.GetTypedConfig().GetValue()) > 0 && !emptyFilterLevel(f.GetTypedConfig()) {
+				r.warnf("listener %q: %s: http filter %q: filter-level config ignored (per-route configs apply)", l.GetName(), path, f.GetName())
+			}
 		default:
 			r.warnf("listener %q: %s: http filter %q ignored", l.GetName(), path, f.GetName())
 		}
