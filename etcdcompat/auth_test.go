@@ -1,6 +1,7 @@
 package etcdcompat
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -85,6 +86,19 @@ func TestDiffAuth(t *testing.T) {
 			resp, br := s.stream(t, "/v3/watch", body)
 			defer resp.Body.Close()
 			return strings.Join(s.readLines(t, br, 1, 5*time.Second), "\n")
+		}},
+		{"watch with token", func(t *testing.T, s *side) string {
+			body := `{"create_request":{"key":"` + k + `","start_revision":"` + fmt.Sprint(s.rev(1)) + `"}}`
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/v3/watch", strings.NewReader(body))
+			req.Header.Set("Authorization", s.token(t))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			return strings.Join(s.readLines(t, bufio.NewReader(resp.Body), 2, 5*time.Second), "\n")
 		}},
 		{"grpc range without token", func(t *testing.T, s *side) string {
 			return s.res(s.kv.Range(context.Background(), &pb.RangeRequest{Key: []byte(p + "k")}))
