@@ -161,18 +161,16 @@ func (t *Translator) translateCluster(r *unitResult, name string, e *entry) erro
 		up.Scheme = "grpc" // HTTP/2 with prior knowledge (h2c)
 	}
 	if ts != nil {
-		tls, err := upstreamTLS(ts)
+		tls, err := upstreamTLS(r, ts)
 		if err != nil {
 			return bad("transport_socket", "%v", err)
 		}
 		if tls != nil && h2 {
 			up.Scheme = "grpcs"
 			up.TLS = tls
-			r.secretDeps(tls.SecretName, tls.CASecretName)
 		} else if tls != nil {
 			up.Scheme = "https"
 			up.TLS = tls
-			r.secretDeps(tls.SecretName, tls.CASecretName)
 		}
 	}
 	if cb := c.GetCircuitBreakers(); cb != nil && len(cb.GetThresholds()) > 0 {

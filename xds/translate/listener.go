@@ -210,14 +210,11 @@ func (t *Translator) translateChain(r *unitResult, l *listenerv3.Listener, fc *l
 	}
 	chain := &apisix.FilterChain{Name: fc.GetName(), Match: m}
 	if ts := fc.GetTransportSocket(); ts != nil {
-		tls, _, err := downstreamTLS(ts)
+		tls, _, err := downstreamTLS(r, ts)
 		if err != nil {
 			return nil, false, fmt.Errorf("transport_socket: %v", err)
 		}
 		chain.TLS = tls
-		if tls != nil {
-			r.secretDeps(tls.SecretName, tls.CASecretName)
-		}
 	}
 	var rbac []rbacEntry
 	terminal := false

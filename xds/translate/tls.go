@@ -25,6 +25,31 @@ type commonTLS struct {
 	sans         []string
 	inlineCert   string
 	inlineKey    string
+	// adsSecrets are SDS secrets fetched over ADS (the client subscribes
+	// to them); otherSecrets name another config source (e.g. Istio's
+	// istio-agent over sds-grpc), which meshagent does not fetch.
+	adsSecrets, otherSecrets []string
+}
+
+// overADS reports whether an SDS secret comes over the ADS stream.
+func overADS(c *tlsv3.SdsSecretConfig) bool {
+	switch c.GetSdsConfig().GetConfigSourceSpecifier().(type) {
+	case *corev3.ConfigSource_Ads, *corev3.ConfigSource_Self:
+		return true
+	}
+	return false
+}
+
+func (c *commonTLS) note(s *tlsv3.SdsSecretConfig) string {
+	if s == nil || s.GetName() == "" {
+		return ""
+	}
+	if overADS(s) {
+		c.adsSecrets = append(c.adsSecrets, s.GetName())
+	} else {
+		c.otherSecrets = append(c.otherSecrets, s.GetName())
+	}
+	return s.GetName()
 }
 
 func dataSource(d *corev3.DataSource) (string, error) {
@@ -73,7 +98,7 @@ func exactOrPrefixSAN(m *matcherv3.StringMatcher) (string, error) {
 func parseCommonTLS(c *tlsv3.CommonTlsContext) (*commonTLS, error) {
 	out := &commonTLS{alpn: c.GetAlpnProtocols()}
 	if s := c.GetTlsCertificateSdsSecretConfigs(); len(s) > 0 {
-		out.secretName = s[0].GetName()
+		out.secretName = out.note(s[0])
 	}
 	if certs := c.GetTlsCertificates(); len(certs) > 0 {
 		var err error
@@ -89,10 +114,10 @@ func parseCommonTLS(c *tlsv3.CommonTlsContext) (*commonTLS, error) {
 	case *tlsv3.CommonTlsContext_ValidationContext:
 		vc = v.ValidationContext
 	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
-		out.caSecretName = v.ValidationContextSdsSecretConfig.GetName()
+		out.caSecretName = out.note(v.ValidationContextSdsSecretConfig)
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:
 		vc = v.CombinedValidationContext.GetDefaultValidationContext()
-		out.caSecretName = v.CombinedValidationContext.GetValidationContextSdsSecretConfig().GetName()
+		out.caSecretName = out.note(v.CombinedValidationContext.GetValidationContextSdsSecretConfig())
 	case nil:
 	default:
 		return nil, fmt.Errorf("validation context type %T is not supported", v)
@@ -110,7 +135,7 @@ func parseCommonTLS(c *tlsv3.CommonTlsContext) (*commonTLS, error) {
 }
 
 // upstreamTLS translates a cluster transport socket; nil means plaintext.
-func upstreamTLS(ts *corev3.TransportSocket) (*apisix.UpstreamTLS, error) {
+func upstreamTLS(r *unitResult, ts *corev3.TransportSocket) (*apisix.UpstreamTLS, error) {
 	tc := ts.GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case "", typeRawBuffer:
@@ -127,6 +152,7 @@ func upstreamTLS(ts *corev3.TransportSocket) (*apisix.UpstreamTLS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("common_tls_context.%v", err)
 	}
+	r.secrets(c)
 	out := &apisix.UpstreamTLS{
 		SNI:          u.GetSni(),
 		ALPN:         c.alpn,
@@ -142,7 +168,7 @@ func upstreamTLS(ts *corev3.TransportSocket) (*apisix.UpstreamTLS, error) {
 }
 
 // downstreamTLS translates a filter chain transport socket.
-func downstreamTLS(ts *corev3.TransportSocket) (*apisix.DownstreamTLS, *commonTLS, error) {
+func downstreamTLS(r *unitResult, ts *corev3.TransportSocket) (*apisix.DownstreamTLS, *commonTLS, error) {
 	tc := ts.GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case "", typeRawBuffer:
@@ -159,6 +185,7 @@ func downstreamTLS(ts *corev3.TransportSocket) (*apisix.DownstreamTLS, *commonTL
 	if err != nil {
 		return nil, nil, fmt.Errorf("common_tls_context.%v", err)
 	}
+	r.secrets(c)
 	return &apisix.DownstreamTLS{
 		SecretName:        c.secretName,
 		CASecretName:      c.caSecretName,
@@ -219,12 +246,14 @@ func (t *Translator) translateSecret(r *unitResult, name string, e *entry) error
 	}
 }
 
-// secretDeps records SDS secrets an object names, so the ADS client
-// subscribes to them.
-func (r *unitResult) secretDeps(names ...string) {
-	for _, n := range names {
-		if n != "" {
-			r.deps = append(r.deps, resKey{KindSecret, n})
-		}
+// secrets records the SDS secrets served over ADS as dependencies (the
+// client subscribes to them, and readiness waits for them); secrets from
+// another source are not fetched and are reported once per push.
+func (r *unitResult) secrets(c *commonTLS) {
+	for _, n := range c.adsSecrets {
+		r.deps = append(r.deps, resKey{KindSecret, n})
+	}
+	for _, n := range c.otherSecrets {
+		r.warnf("SDS secret %q is served by a source other than ADS; not fetched", n)
 	}
 }

@@ -195,3 +195,26 @@ func TestTransportSocketMatches(t *testing.T) {
 		})
 	}
 }
+
+// TestSDSFromAnotherSource: Istio's clusters name secrets served by
+// istio-agent (sds-grpc), not by the ADS stream: they are not subscribed
+// (readiness must not wait for them) and a warning says so.
+func TestSDSFromAnotherSource(t *testing.T) {
+	agent := &tlsv3.SdsSecretConfig{Name: "default", SdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{
+		ApiConfigSource: &corev3.ApiConfigSource{ApiType: corev3.ApiConfigSource_GRPC, GrpcServices: []*corev3.GrpcService{{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "sds-grpc"}}}}}}}}
+	c := controlplane.StaticCluster("outbound|9080||reviews", "10.0.0.1:9080")
+	c.TransportSocket = &corev3.TransportSocket{Name: "tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: controlplane.MustAny(
+		&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{agent}}})}}
+	tr := New(nil)
+	p, err := tr.Stage(KindCluster, []Resource{{Name: c.Name, Msg: c}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := tr.Wanted(KindSecret); len(w) != 0 {
+		t.Errorf("subscribes to %v", w)
+	}
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `"default"`) {
+		t.Errorf("warnings %v", p.Warnings)
+	}
+}
