@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // tokenCreds sends "authorization: Bearer <token>" read from a file, and
@@ -87,6 +88,10 @@ func dialOptions(o *Options) ([]grpc.DialOption, error) {
 	} else {
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
+	// Detect a control plane that vanished without closing the connection.
+	// Five minutes is grpc-go servers' default minimum ping interval: any
+	// shorter would be answered with GOAWAY "too_many_pings".
+	opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
 	if o.TokenFile != "" {
 		if !secure && !isLoopback(o.Addr) {
 			return nil, fmt.Errorf("xds: token file given for plaintext connection to %s: use TLS (the token would travel in clear)", o.Addr)
