@@ -30,6 +30,7 @@ type tokenCreds struct {
 	token string
 }
 
+// GetRequestMetadata implements credentials.PerRPCCredentials.
 func (c *tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
 	fi, err := os.Stat(c.path)
 	if err != nil {

@@ -23,6 +23,7 @@ const (
 	PresetKuma
 )
 
+// String is the preset name as given to --preset.
 func (p Preset) String() string {
 	switch p {
 	case PresetNone:

@@ -20,6 +20,7 @@ const (
 	StateNACKed
 )
 
+// String is the state name shown by /xds_status.
 func (s State) String() string {
 	switch s {
 	case StateIdle:

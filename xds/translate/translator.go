@@ -41,6 +41,7 @@ var Kinds = [...]Kind{KindCluster, KindEndpoints, KindListener, KindRouteConfig,
 var kindNames = [...]string{"cluster", "endpoints", "listener", "route_config", "secret"}
 var kindURLs = [...]string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 
+// String is the kind name used in errors and logs.
 func (k Kind) String() string {
 	if k < 0 || k >= numKinds {
 		return fmt.Sprintf("Kind(%d)", int(k))
