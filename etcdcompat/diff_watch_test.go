@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
 )
 
 // watchSession is one gRPC watch stream of a side.
@@ -288,4 +289,27 @@ func (s *side) stream(t *testing.T, path, body string) (*http.Response, *bufio.R
 		t.Fatalf("%s: POST %s: %v", s.name, path, err)
 	}
 	return resp, bufio.NewReader(resp.Body)
+}
+
+// TestDiffWatchProgressNotify compares periodic progress notifications
+// (etcd's interval shortened to 300 ms on both): a quiet progress_notify
+// watcher gets the current revision without events at every tick, a tick
+// right after an event is skipped, other watchers of the stream get none.
+func TestDiffWatchProgressNotify(t *testing.T) {
+	const iv = 300 * time.Millisecond
+	v3rpc.SetProgressReportInterval(iv)
+	t.Cleanup(func() { v3rpc.SetProgressReportInterval(DefaultProgressNotifyInterval) })
+	p := keyPrefix(t)
+	end := string(prefixEnd(p))
+	ss := []*side{newSide(t, "etcd", refEtcd.clientURL),
+		newSide(t, "etcdcompat", startCompat(t, Options{ProgressNotifyInterval: iv}).url)}
+	runDiffOn(t, ss, []step{{"progress", func(t *testing.T, s *side) string {
+		w := s.openWatch(t)
+		w.send(t, create(p+"other", "", 0, nil))
+		w.send(t, create(p, end, 0, func(c *pb.WatchCreateRequest) { c.ProgressNotify = true }))
+		out := w.recv(t, 3) // two created, one progress
+		mustRes(t, s, s.res(s.call(put(p+"k", "v"))))
+		out = append(out, w.recv(t, 2)...) // the event, then a progress two ticks later
+		return strings.Join(out, "\n")
+	}}})
 }

@@ -233,7 +233,12 @@ type step struct {
 // difference from the reference etcd.
 func runDiff(t *testing.T, steps []step) {
 	t.Helper()
-	ss := sides(t)
+	runDiffOn(t, sides(t), steps)
+}
+
+// runDiffOn is runDiff on given sides, the reference first.
+func runDiffOn(t *testing.T, ss []*side, steps []step) {
+	t.Helper()
 	for _, st := range steps {
 		var want string
 		for i, s := range ss {

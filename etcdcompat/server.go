@@ -49,10 +49,12 @@ const (
 	DefaultMaxRequestBytes = 1536 * 1024 // etcd --max-request-bytes
 	DefaultMaxTxnOps       = 128         // etcd --max-txn-ops
 	DefaultTokenTTL        = 5 * time.Minute
-	defaultClusterID       = 0x6d657368616765 // "meshage"
-	defaultMemberID        = 0x1d8e1b9a5c3f2e47
-	defaultRaftTerm        = 2 // a single-member cluster after its first election
-	grpcOverheadBytes      = 512 * 1024
+	// DefaultProgressNotifyInterval is etcd's watch progress interval.
+	DefaultProgressNotifyInterval = 10 * time.Minute
+	defaultClusterID              = 0x6d657368616765 // "meshage"
+	defaultMemberID               = 0x1d8e1b9a5c3f2e47
+	defaultRaftTerm               = 2 // a single-member cluster after its first election
+	grpcOverheadBytes             = 512 * 1024
 )
 
 // Sentinel errors of the package.
@@ -92,6 +94,11 @@ type Options struct {
 	// MaxTxnOps limits the operations of one txn branch (DefaultMaxTxnOps if
 	// zero).
 	MaxTxnOps int
+	// ProgressNotifyInterval is how often watchers created with
+	// progress_notify get a progress notification when no event reached
+	// them since the last one (DefaultProgressNotifyInterval if zero, plus
+	// up to 10% jitter, as etcd).
+	ProgressNotifyInterval time.Duration
 	// RangeCacheBytes bounds the cache of encoded large Range replies at
 	// the current revision (DefaultRangeCacheBytes if zero; negative
 	// disables it).
@@ -172,6 +179,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.MaxTxnOps <= 0 {
 		o.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if o.ProgressNotifyInterval <= 0 {
+		o.ProgressNotifyInterval = DefaultProgressNotifyInterval
 	}
 	if o.RangeCacheBytes == 0 {
 		o.RangeCacheBytes = DefaultRangeCacheBytes

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -42,6 +45,11 @@ type watchStream struct {
 	watchers map[int64]*streamWatcher
 	closed   bool // set by closeAll; no watcher starts after it
 	wg       sync.WaitGroup
+	// progress holds the progress_notify watchers: true when no event
+	// reached the watcher since the last tick. ticking is set once the
+	// ticker goroutine runs.
+	progress map[int64]bool
+	ticking  bool
 }
 
 // streamWatcher is one watcher of a stream.
@@ -58,7 +66,8 @@ type streamWatcher struct {
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	st := &watchStream{s: ws.s, stream: stream, ctx: ctx, watchers: make(map[int64]*streamWatcher)}
+	st := &watchStream{s: ws.s, stream: stream, ctx: ctx, watchers: make(map[int64]*streamWatcher),
+		progress: make(map[int64]bool)}
 	errc := make(chan error, 1)
 	go func() { errc <- st.recvLoop() }()
 	var err error
@@ -196,6 +205,14 @@ func (st *watchStream) create(c *pb.WatchCreateRequest) error {
 	}
 	sw.w = w
 	st.wg.Add(1)
+	if c.ProgressNotify {
+		st.progress[id] = true
+		if !st.ticking {
+			st.ticking = true
+			st.wg.Add(1)
+			go st.tick()
+		}
+	}
 	st.mu.Unlock()
 	go st.forward(sw)
 	return nil
@@ -229,6 +246,13 @@ func (st *watchStream) forward(sw *streamWatcher) {
 			sw.w.Cancel()
 			continue
 		}
+		if len(resp.Events) > 0 {
+			st.mu.Lock()
+			if _, ok := st.progress[sw.id]; ok {
+				st.progress[sw.id] = false // elide the next progress notification
+			}
+			st.mu.Unlock()
+		}
 		if resp.Canceled {
 			st.forget(sw.id)
 			sw.w.Cancel()
@@ -242,6 +266,7 @@ func (st *watchStream) cancel(id int64) error {
 	st.mu.Lock()
 	sw := st.watchers[id]
 	delete(st.watchers, id)
+	delete(st.progress, id)
 	st.mu.Unlock()
 	if sw == nil {
 		return nil
@@ -262,7 +287,40 @@ func (st *watchStream) active() bool {
 func (st *watchStream) forget(id int64) {
 	st.mu.Lock()
 	delete(st.watchers, id)
+	delete(st.progress, id)
 	st.mu.Unlock()
+}
+
+// tick sends, every progress interval (with up to 10% jitter, as etcd), a
+// progress notification (the current revision, no events) to each
+// progress_notify watcher that got no event since the previous tick.
+func (st *watchStream) tick() {
+	defer st.wg.Done()
+	iv := st.s.opts.ProgressNotifyInterval
+	t := time.NewTicker(iv + time.Duration(rand.Int64N(int64(iv)/10+1)))
+	defer t.Stop()
+	for {
+		select {
+		case <-st.ctx.Done():
+			return
+		case <-t.C:
+		}
+		st.mu.Lock()
+		var ids []int64
+		for id, quiet := range st.progress {
+			if quiet {
+				ids = append(ids, id)
+			}
+			st.progress[id] = true
+		}
+		st.mu.Unlock()
+		slices.Sort(ids)
+		for _, id := range ids {
+			if err := st.send(&pb.WatchResponse{Header: st.s.hdr.at(st.s.st.Rev()), WatchId: id}); err != nil {
+				return
+			}
+		}
+	}
 }
 
 func (st *watchStream) closeAll() {
