@@ -63,6 +63,11 @@ func runEtcd(ctx context.Context, args []string) error {
 		return fmt.Errorf("--prefix %q: must start with / and not end with /", *prefix)
 	}
 
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	defer l.Close() // Serve owns it once running; a second Close is harmless
 	decodePrefix := *prefix
 	if decodePrefix == "" {
 		decodePrefix = apisix.DefaultPrefix
@@ -85,10 +90,6 @@ func runEtcd(ctx context.Context, args []string) error {
 	srv, err := etcdcompat.New(etcdcompat.Options{Store: st, Logger: log.With("component", "etcd"), User: *user, Password: password})
 	if err != nil {
 		return err
-	}
-	l, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
