@@ -53,6 +53,12 @@ type Options struct {
 	BackoffMin, BackoffMax time.Duration
 	// DialOptions are appended to the gRPC dial options (tests).
 	DialOptions []grpc.DialOption
+	// InitialFetchTimeout bounds how long readiness waits, once CDS and
+	// LDS are applied, for the endpoints, route tables and secrets they
+	// name (Envoy's initial_fetch_timeout): after it the client is ready
+	// with what it has, and the missing names are logged. Zero: 15 s;
+	// negative: wait forever.
+	InitialFetchTimeout time.Duration
 }
 
 // ErrConfig is wrapped by option errors.
@@ -89,6 +95,8 @@ type Client struct {
 	lastErr    string
 	ready      bool
 	readyCh    chan struct{}
+	readyOnce  sync.Once
+	armed      bool // the initial fetch timer is running
 }
 
 // New validates opts and returns a Client; it does not connect yet.
@@ -104,6 +112,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.BackoffMin <= 0 {
 		opts.BackoffMin = 250 * time.Millisecond
+	}
+	if opts.InitialFetchTimeout == 0 {
+		opts.InitialFetchTimeout = 15 * time.Second
 	}
 	if opts.BackoffMax < opts.BackoffMin {
 		opts.BackoffMax = max(30*time.Second, opts.BackoffMin)
@@ -237,21 +248,66 @@ type Syncer interface {
 }
 
 // checkReady sets readiness once CDS and LDS are applied and nothing they
-// name is missing.
+// name is missing; once CDS and LDS are applied it also arms the initial
+// fetch timeout.
 func (c *Client) checkReady(ctx context.Context) {
-	if !c.complete() {
+	if c.complete() {
+		c.becomeReady(ctx, nil)
 		return
 	}
-	if s, ok := c.o.Handler.(Syncer); ok {
-		if err := s.Synced(ctx); err != nil {
-			c.log.Error("xds: cleanup after the first complete config failed", "err", err)
-		}
+	c.mu.Lock()
+	arm := !c.armed && !c.ready && c.o.InitialFetchTimeout > 0 &&
+		c.types[translate.KindCluster].firstDone && c.types[translate.KindListener].firstDone
+	if arm {
+		c.armed = true
 	}
+	c.mu.Unlock()
+	if arm {
+		time.AfterFunc(c.o.InitialFetchTimeout, func() {
+			if ctx.Err() != nil {
+				return
+			}
+			if missing := c.missing(); len(missing) > 0 {
+				c.becomeReady(ctx, missing)
+			}
+		})
+	}
+}
+
+// becomeReady runs the Syncer and reports readiness, once.
+func (c *Client) becomeReady(ctx context.Context, missing []string) {
+	c.readyOnce.Do(func() {
+		if s, ok := c.o.Handler.(Syncer); ok {
+			if err := s.Synced(ctx); err != nil {
+				c.log.Error("xds: cleanup after the first complete config failed", "err", err)
+			}
+		}
+		c.mu.Lock()
+		c.ready = true
+		c.mu.Unlock()
+		close(c.readyCh)
+		if len(missing) > 0 {
+			c.log.Warn("xds: initial fetch timeout; ready without some named resources", "missing", missing, "timeout", c.o.InitialFetchTimeout)
+			return
+		}
+		c.log.Info("xds: first complete config applied; ready")
+	})
+}
+
+// missing lists the named resources CDS and LDS refer to that have not
+// arrived, as "kind/name".
+func (c *Client) missing() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ready = true
-	close(c.readyCh)
-	c.log.Info("xds: first complete config applied; ready")
+	var out []string
+	for _, k := range []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret} {
+		for _, n := range c.o.Handler.Wanted(k) {
+			if _, ok := c.types[k].known[n]; !ok {
+				out = append(out, k.String()+"/"+n)
+			}
+		}
+	}
+	return out
 }
 
 func (c *Client) complete() bool {

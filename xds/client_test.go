@@ -382,3 +382,53 @@ func TestRestartOverExistingStore(t *testing.T) {
 		t.Errorf("%d routes after restart, want 1", n)
 	}
 }
+
+// TestInitialFetchTimeout: an EDS cluster whose endpoints never come does
+// not hold readiness forever (Envoy's initial_fetch_timeout), unless the
+// timeout is disabled.
+func TestInitialFetchTimeout(t *testing.T) {
+	for _, c := range []struct {
+		timeout time.Duration
+		ready   bool
+	}{{300 * time.Millisecond, true}, {-1, false}} {
+		t.Run(c.timeout.String(), func(t *testing.T) {
+			cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cp.Stop()
+			cfg := baseConfig("127.0.0.1:9001", "127.0.0.1:9002")
+			cfg.Endpoints = cfg.Endpoints[:1] // svc-b's endpoints never arrive
+			if err := cp.SetSnapshot(context.Background(), testNode, "v1", cfg); err != nil {
+				t.Fatal(err)
+			}
+			st, err := store.New(store.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
+			cl, err := New(Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: testLogger(t), InitialFetchTimeout: c.timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = cl.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			select {
+			case <-cl.ReadyCh():
+				if !c.ready {
+					t.Fatal("ready although endpoints are missing and the timeout is disabled")
+				}
+				if _, ok := storeJSON(t, st, translate.PrefixUpstreams)[translate.PrefixUpstreams+"svc-a"]; !ok {
+					t.Fatal("ready without the endpoints that did arrive")
+				}
+			case <-time.After(1500 * time.Millisecond):
+				if c.ready {
+					t.Fatalf("not ready after the initial fetch timeout: %+v", cl.Status())
+				}
+			}
+		})
+	}
+}

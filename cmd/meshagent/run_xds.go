@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/meshagent/meshagent/dataplane"
 	"github.com/meshagent/meshagent/dataplane/admin"
@@ -26,6 +27,7 @@ type xdsConfig struct {
 	tls       bool
 	tokenFile string
 	delta     bool
+	fetchWait time.Duration
 	nodeID    string
 	cluster   string
 	preset    string
@@ -45,6 +47,7 @@ func (c *xdsConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.tls, "xds-tls", false, "TLS to the control plane with the system roots")
 	fs.StringVar(&c.tokenFile, "xds-token", "", "file holding a bearer token sent to the control plane (re-read when it changes)")
 	fs.BoolVar(&c.delta, "delta", false, "use delta (incremental) xDS instead of state of the world")
+	fs.DurationVar(&c.fetchWait, "xds-initial-fetch-timeout", 15*time.Second, "how long readiness waits for the endpoints, route tables and secrets named by CDS/LDS (negative: forever)")
 	fs.StringVar(&c.nodeID, "node-id", "", "xDS node id (default from --preset)")
 	fs.StringVar(&c.cluster, "node-cluster", "", "xDS node cluster")
 	fs.StringVar(&c.preset, "preset", "", "node identity preset: istio or kuma")
@@ -87,7 +90,7 @@ func startXDS(ctx context.Context, cfg *runConfig, st store.Store, log *slog.Log
 	}
 	c.applier = xds.NewApplier(st, xds.ApplierOptions{Logger: log.With("component", "xds")})
 	c.client, err = xds.New(xds.Options{
-		Addr: c.addr, TLS: c.tls, TLSCAFile: c.tlsCA, TokenFile: c.tokenFile, Delta: c.delta,
+		Addr: c.addr, TLS: c.tls, TLSCAFile: c.tlsCA, TokenFile: c.tokenFile, Delta: c.delta, InitialFetchTimeout: c.fetchWait,
 		Node: node, Handler: c.applier, Logger: log.With("component", "xds"),
 	})
 	if err != nil {
