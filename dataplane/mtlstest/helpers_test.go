@@ -71,6 +71,10 @@ func (l *logBuf) waitFor(t *testing.T, subs ...string) string {
 	}
 }
 
+func newLogger(l *logBuf) *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 // agent is one meshagent: a store and a data plane.
 type agent struct {
 	t    testing.TB
@@ -88,7 +92,7 @@ func newAgent(t testing.TB) *agent {
 	t.Cleanup(func() { st.Close() })
 	logs := &logBuf{}
 	dp, err := dataplane.New(dataplane.Options{
-		Source: st, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Source: st, Logger: newLogger(logs),
 		SniffTimeout: 200 * time.Millisecond,
 	})
 	if err != nil {
