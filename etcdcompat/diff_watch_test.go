@@ -313,3 +313,46 @@ func TestDiffWatchProgressNotify(t *testing.T) {
 		return strings.Join(out, "\n")
 	}}})
 }
+
+// TestDiffWatchFragment compares a catch-up response larger than the gRPC
+// message limit, sent whole or split for a watcher created with fragment.
+func TestDiffWatchFragment(t *testing.T) {
+	p := keyPrefix(t)
+	end := string(prefixEnd(p))
+	big := strings.Repeat("f", 900*1024)
+	// Events are rendered without their values, which are long.
+	summary := func(t *testing.T, w *watchSession, n int) string {
+		var out []string
+		for got := 0; got < n; {
+			m, err := w.recvOne(t, 10*time.Second)
+			if err != nil {
+				t.Fatalf("%s: %v", w.s.name, err)
+			}
+			var revs []string
+			for _, e := range m.Events {
+				revs = append(revs, fmt.Sprintf("%d:%d", e.Kv.ModRevision-w.s.rev0, len(e.Kv.Value)))
+			}
+			got += len(m.Events)
+			out = append(out, fmt.Sprintf("fragment=%v header=%d events=%v", m.Fragment, m.Header.Revision-w.s.rev0, revs))
+		}
+		return strings.Join(out, "\n")
+	}
+	runDiff(t, []step{
+		{"writes", func(t *testing.T, s *side) string {
+			for i := 0; i < 3; i++ {
+				mustRes(t, s, s.res(s.call(put(fmt.Sprintf("%s%d", p, i), big))))
+			}
+			return "ok"
+		}},
+		{"whole", func(t *testing.T, s *side) string {
+			w := s.openWatch(t)
+			w.send(t, create(p, end, s.rev(1), nil))
+			return strings.Join(w.recv(t, 1), "\n") + "\n" + summary(t, w, 3)
+		}},
+		{"fragmented", func(t *testing.T, s *side) string {
+			w := s.openWatch(t)
+			w.send(t, create(p, end, s.rev(1), func(c *pb.WatchCreateRequest) { c.Fragment = true }))
+			return strings.Join(w.recv(t, 1), "\n") + "\n" + summary(t, w, 3)
+		}},
+	})
+}

@@ -55,6 +55,7 @@ type watchStream struct {
 // streamWatcher is one watcher of a stream.
 type streamWatcher struct {
 	id       int64
+	fragment bool // split responses larger than the request limit
 	w        store.Watcher
 	canceled chan struct{} // closed when the client canceled it
 	once     sync.Once
@@ -162,7 +163,7 @@ func (st *watchStream) create(c *pb.WatchCreateRequest) error {
 		st.mu.Unlock()
 		return st.createFailed(wsrev, errWatcherDuplicateID)
 	}
-	sw := &streamWatcher{id: id, canceled: make(chan struct{})}
+	sw := &streamWatcher{id: id, fragment: c.Fragment, canceled: make(chan struct{})}
 	st.watchers[id] = sw
 	st.mu.Unlock()
 
@@ -218,6 +219,37 @@ func (st *watchStream) create(c *pb.WatchCreateRequest) error {
 	return nil
 }
 
+// sendFragments sends r, split as etcd does when the watcher asked for
+// fragments: a response of at least the gRPC message limit with two or
+// more events goes out in parts below the limit (a part holds at least one
+// event), every part but the last with Fragment set.
+func (st *watchStream) sendFragments(r *pb.WatchResponse, fragment bool) error {
+	limit := st.s.opts.MaxRequestBytes + grpcOverheadBytes
+	if !fragment || len(r.Events) < 2 || r.Size() < limit {
+		return st.send(r)
+	}
+	events := r.Events
+	for len(events) > 0 {
+		part := *r
+		part.Events, part.Fragment = nil, true
+		n := 0
+		for n < len(events) {
+			part.Events = events[:n+1]
+			if n > 0 && part.Size() >= limit {
+				part.Events = events[:n]
+				break
+			}
+			n++
+		}
+		events = events[len(part.Events):]
+		part.Fragment = len(events) > 0
+		if err := st.send(&part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (st *watchStream) createFailed(rev int64, err error) error {
 	return st.send(&pb.WatchResponse{Header: st.s.hdr.at(rev), WatchId: invalidWatchID,
 		Created: true, Canceled: true, CancelReason: err.Error()})
@@ -242,7 +274,7 @@ func (st *watchStream) forward(sw *streamWatcher) {
 			continue
 		default:
 		}
-		if err := st.send(resp); err != nil {
+		if err := st.sendFragments(resp, sw.fragment); err != nil {
 			sw.w.Cancel()
 			continue
 		}
