@@ -127,3 +127,22 @@ func TestPolicyStages(t *testing.T) {
 		t.Fatalf("rules-less filter: %v", err)
 	}
 }
+
+// Matching must not allocate (it runs per connection and per request).
+func TestAllowDoesNotAllocate(t *testing.T) {
+	p, err := Compile(json.RawMessage(`{"filters":[{"stage":"http","config":{"rules":{"policies":{
+	  "a":{"permissions":[{"andRules":{"rules":[{"header":{"name":":method","stringMatch":{"exact":"GET","ignoreCase":true}}},{"urlPath":{"path":{"prefix":"/api/"}}}]}}],
+	       "principals":[{"authenticated":{"principalName":{"safeRegex":{"regex":"spiffe://default/.*"}}}}]}}}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := conn("10.0.0.1:1", "10.0.0.2:80", "spiffe://default/web")
+	var h Headers = hdrs{":method": "get", ":path": "/api/x?y=1"}
+	if n := testing.AllocsPerRun(100, func() {
+		if !p.AllowRequest(c, h) {
+			t.Fatal("denied")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocs per request", n)
+	}
+}
