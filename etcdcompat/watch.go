@@ -23,6 +23,8 @@ const invalidWatchID = -1
 var (
 	errEmptyWatcherRange  = errors.New("mvcc: watcher range is empty")
 	errWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	// errStreamDone is returned by sends after the stream's handler ended.
+	errStreamDone = errors.New("etcdcompat: watch stream ended")
 )
 
 // watchServer is etcd's Watch service over the store.
@@ -38,7 +40,8 @@ type watchStream struct {
 	stream pb.Watch_WatchServer
 	ctx    context.Context
 
-	sendMu sync.Mutex
+	sendMu   sync.Mutex
+	sendDone bool // set when the handler returns: gRPC forbids sends after
 
 	mu       sync.Mutex
 	nextID   int64
@@ -82,6 +85,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	cancel()
 	st.closeAll()
 	st.wg.Wait()
+	// The receive loop may still be running; it must not send any more.
+	st.sendMu.Lock()
+	st.sendDone = true
+	st.sendMu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -125,6 +132,9 @@ func (st *watchStream) recvLoop() error {
 func (st *watchStream) send(r *pb.WatchResponse) error {
 	st.sendMu.Lock()
 	defer st.sendMu.Unlock()
+	if st.sendDone {
+		return errStreamDone
+	}
 	return st.stream.Send(r)
 }
 
