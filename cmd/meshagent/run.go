@@ -41,6 +41,7 @@ type runConfig struct {
 	xds          xdsConfig     // --- xDS (run_xds.go) ---
 	plugins      pluginFlags   // --- extension plugins (plugins.go) ---
 	capture      captureConfig // --- capture (run_capture.go) ---
+	mem          memConfig     // --- memory tuning (memory.go) ---
 }
 
 func (c *runConfig) flags(fs *flag.FlagSet) {
@@ -65,6 +66,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	c.xds.flags(fs)     // --- xDS (run_xds.go) ---
 	c.plugins.flags(fs) // --- extension plugins (plugins.go) ---
 	c.capture.flags(fs) // --- capture (run_capture.go) ---
+	c.mem.flags(fs)     // --- memory tuning (memory.go) ---
 }
 
 // validate checks the combination of flags.
@@ -109,6 +111,7 @@ func runRun(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cfg.mem.applyGC(log) // --- memory tuning (memory.go) ---
 
 	// --- capture (run_capture.go): the startup gate binds its queue
 	// before anything else, then self-managed rules are installed. ---
@@ -198,6 +201,7 @@ func runRun(ctx context.Context, args []string) error {
 		return dp.Ready() && (cfg.xds.client == nil || cfg.xds.client.Ready())
 	}, log)
 	// --- end capture ---
+	cfg.mem.startTrim(ctx, dp.Ready, log) // --- memory tuning (memory.go) ---
 
 	select {
 	case <-ctx.Done():
