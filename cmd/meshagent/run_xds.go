@@ -63,6 +63,11 @@ func (c *xdsConfig) flags(fs *flag.FlagSet) {
 // startXDS starts the ADS client writing translated config into st.
 func startXDS(ctx context.Context, cfg *runConfig, st store.Store, log *slog.Logger, errc chan<- error) error {
 	c := &cfg.xds
+	if cfg.apisixYAML != "" {
+		// The standalone sync makes /apisix equal the file: it would delete
+		// every translated object on each sync.
+		return fmt.Errorf("--xds and --apisix-yaml are exclusive: each owns the store's /apisix objects")
+	}
 	preset, err := xds.ParsePreset(c.preset)
 	if err != nil {
 		return fmt.Errorf("--preset: %w", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +62,26 @@ func TestRunXDS(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("/quitquitquit did not end run")
+	}
+}
+
+func TestRunXDSFlagErrors(t *testing.T) {
+	yaml := filepath.Join(t.TempDir(), "apisix.yaml")
+	if err := os.WriteFile(yaml, []byte("routes: []\n#END\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xds", "127.0.0.1:1", "--apisix-yaml", yaml, "--http-listen", ""}, "exclusive"},
+		{[]string{"--xds", "127.0.0.1:1", "--preset", "consul", "--http-listen", ""}, "--preset"},
+		{[]string{"--xds", "127.0.0.1:1", "--preset", "kuma", "--http-listen", ""}, "dataplane name"},
+		{[]string{"--xds", "127.0.0.1:1", "--node-metadata", "[1]", "--node-id", "n", "--http-listen", ""}, "--node-metadata"},
+	} {
+		err := runRun(context.Background(), c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: err %v, want %q", c.args, err, c.want)
+		}
 	}
 }
