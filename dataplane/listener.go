@@ -376,7 +376,7 @@ func (d *Dataplane) serveTLS(c net.Conn, conf *tls.Config, table string) {
 		tc.Close()
 		return
 	}
-	_ = d.servers.get(table, true).ServeConn(tc)
+	_ = d.servers.get(table, true).ServeConn(tlsPeerConn(tc)) // peer_identity (tls.go)
 }
 
 // reconcileListeners binds, updates and closes store listeners to match s.

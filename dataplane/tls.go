@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -127,6 +128,7 @@ type chainSec struct {
 	policy *rbac.Policy
 	isTLS  bool
 	table  string
+	h1Once sync.Once
 	h1     *fasthttp.Server // HTTP/1.1 with the per-request gate
 }
 
@@ -281,9 +283,7 @@ func (d *Dataplane) serveSecured(c net.Conn, fc *filterChain, res sniffResult) {
 
 // chainH1 returns the chain's HTTP/1.1 server, built on first use.
 func (d *Dataplane) chainH1(sec *chainSec) *fasthttp.Server {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if sec.h1 == nil {
+	sec.h1Once.Do(func() {
 		base := d.servers.get(sec.table, sec.isTLS)
 		sec.h1 = &fasthttp.Server{
 			Handler:                      func(fc *fasthttp.RequestCtx) { d.gateH1(fc, sec) },
@@ -295,7 +295,7 @@ func (d *Dataplane) chainH1(sec *chainSec) *fasthttp.Server {
 			IdleTimeout:                  base.IdleTimeout,
 			Logger:                       base.Logger,
 		}
-	}
+	})
 	return sec.h1
 }
 
@@ -396,4 +396,15 @@ func (d *Dataplane) dialUpstreamTLS(uc net.Conn, up *upstream) (net.Conn, error)
 	}
 	_ = tc.SetDeadline(time.Time{})
 	return tc, nil
+}
+
+// tlsPeerConn carries the peer identity of a connection the static
+// listener terminated (ssl objects with client.ca), for peer_identity.
+func tlsPeerConn(tc *tls.Conn) net.Conn {
+	st := tc.ConnectionState()
+	id := mtls.PeerIdentity(&st)
+	if id == "" {
+		return tc
+	}
+	return &secConn{Conn: tc, info: &connInfo{peerID: id}}
 }
