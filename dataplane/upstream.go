@@ -71,7 +71,7 @@ type node struct {
 	hostHdr  []byte // Host for pass_host=node: host, plus :port if not default
 	weight   int
 	priority int
-	hc       *fasthttp.HostClient
+	hc       *hostPool // created lazily, on the first request
 	inflight atomic.Int64
 }
 
@@ -204,11 +204,11 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 	}
 	tlsJSON, _ := json.Marshal(u.TLS)
 	up.poolSig = fmt.Sprintf("%v|%v|%d|%v|%d|%s", up.tls, up.to, size, idle, reqs, tlsJSON)
-	var reuse map[string]*fasthttp.HostClient
+	var reuse map[string]*hostPool
 	up.h2 = &h2Upstream{}
 	if p := env.prevUp; p != nil && p.poolSig == up.poolSig && p.grpc == up.grpc {
 		up.h2 = p.h2
-		reuse = make(map[string]*fasthttp.HostClient, len(p.nodes))
+		reuse = make(map[string]*hostPool, len(p.nodes))
 		for _, n := range p.nodes {
 			reuse[n.addr] = n.hc
 		}
@@ -229,7 +229,7 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 		if hc, ok := reuse[nd.addr]; ok {
 			nd.hc = hc // keep the warm connections of an unchanged node
 		} else {
-			nd.hc = newHostClient(nd.addr, up, size, idle, reqs)
+			nd.hc = newHostPool(nd.addr, up, size, idle)
 		}
 		up.nodes = append(up.nodes, nd)
 	}
@@ -298,45 +298,6 @@ type connectError struct{ err error }
 
 func (e *connectError) Error() string { return "connect: " + e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
-
-func newHostClient(addr string, up *upstream, size int, idle time.Duration, reqs int) *fasthttp.HostClient {
-	d := &net.Dialer{Timeout: up.to.connect, KeepAlive: 30 * time.Second}
-	hc := &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         up.tls,
-		MaxConns:                      size * 16,
-		MaxIdleConnDuration:           idle,
-		MaxConnDuration:               0,
-		ReadTimeout:                   up.to.read,
-		WriteTimeout:                  up.to.send,
-		MaxConnWaitTimeout:            up.to.connect,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		MaxIdemponentCallAttempts:     2,
-		// A stale keep-alive connection reset before any response byte is
-		// retried once on a fresh connection for idempotent requests
-		// (pain point #9); timeouts are never retried here.
-		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
-			if errors.Is(err, fasthttp.ErrTimeout) {
-				return false, false
-			}
-			return false, idempotent(req)
-		},
-		Dial: func(a string) (net.Conn, error) {
-			c, err := d.Dial("tcp", a)
-			if err != nil {
-				return nil, &connectError{err}
-			}
-			return c, nil
-		},
-	}
-	_ = reqs // fasthttp closes conns by duration, not count; size bounds the pool.
-	if up.tls {
-		hc.TLSConfig = up.clientTLS()
-	}
-	return hc
-}
 
 func idempotent(req *fasthttp.Request) bool {
 	h := &req.Header
