@@ -102,6 +102,10 @@ func (b *onceBody) Close() error               { return nil }
 // copying trailers; retries on connect errors while no body was sent.
 func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	r := c.r
+	if viaH1(r, up) {
+		d.forwardHTTPViaH1(c, up, ch)
+		return
+	}
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	isGRPC := up.grpc

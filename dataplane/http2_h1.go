@@ -1,0 +1,237 @@
+package dataplane
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/meshagent/meshagent/dataplane/balancer"
+	"github.com/meshagent/meshagent/plugins"
+)
+
+// maxBufferedH2Body bounds the request bodies forwardHTTPViaH1 buffers;
+// larger ones, and bodies of unknown length, take the streaming
+// http.Transport path.
+const maxBufferedH2Body = 1 << 20
+
+// viaH1 reports whether an HTTP/2 request for up can be forwarded through
+// the node's fasthttp pool (HTTP/1.1 upstream, body of known small size,
+// no request trailers). That path has no per-request goroutine hand-offs
+// and reuses the pools of the HTTP/1.1 front end.
+func viaH1(r *http.Request, up *upstream) bool {
+	if up.grpc || len(r.Trailer) > 0 || isGRPCRequest(r) {
+		return false
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	return r.ContentLength >= 0 && r.ContentLength <= maxBufferedH2Body
+}
+
+// skipH2toH1 lists request headers not copied verbatim to the HTTP/1.1
+// upstream: hop-by-hop ones, and those set from other fields.
+func skipH2toH1(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Upgrade", "Transfer-Encoding", "Content-Length", "Host",
+		"X-Forwarded-For", "X-Real-Ip":
+		return true
+	}
+	return false
+}
+
+// forwardHTTPViaH1 proxies an HTTP/2 request to an HTTP/1.1 upstream
+// through the node's fasthttp.HostClient: the request body (known length,
+// at most maxBufferedH2Body) is buffered, so a failed try is retried like
+// on the HTTP/1.1 path; the response is buffered, or relayed as it arrives
+// for event streams, exactly as forwardH1 does.
+func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) {
+	r := c.r
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	h := &req.Header
+	h.DisableNormalizing()
+	h.SetMethod(r.Method)
+	h.SetRequestURI(r.URL.RequestURI())
+	for k, vv := range r.Header {
+		if skipH2toH1(k) {
+			continue
+		}
+		for _, v := range vv {
+			h.Add(k, v)
+		}
+	}
+	xff := c.remote
+	if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + c.remote
+	}
+	h.Set("X-Forwarded-For", xff)
+	if len(h.Peek("X-Forwarded-Proto")) == 0 {
+		if c.tls {
+			h.Set("X-Forwarded-Proto", "https")
+		} else {
+			h.Set("X-Forwarded-Proto", "http")
+		}
+	}
+	h.Set("X-Real-IP", c.remote)
+	if len(h.Peek("X-Forwarded-Host")) == 0 {
+		h.Set("X-Forwarded-Host", c.host)
+	}
+	if len(h.Peek("X-Forwarded-Port")) == 0 {
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			h.Set("X-Forwarded-Port", strconv.Itoa(a.Port))
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		buf := copyBufPool.Get().(*[]byte)
+		n, err := io.CopyBuffer(req.BodyWriter(), io.LimitReader(r.Body, r.ContentLength+1), *buf)
+		copyBufPool.Put(buf)
+		if err != nil || n != r.ContentLength {
+			// The client reset the stream or sent a body of another
+			// length than it declared.
+			c.Respond(400, nil)
+			d.writeH2Local(c)
+			return
+		}
+	}
+	scheme := "http"
+	if up.tls {
+		scheme = "https"
+	}
+	req.URI().SetScheme(scheme)
+	req.UseHostHeader = true
+	stream := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	idem := idempotent(req)
+	var start time.Time
+	if up.retryTO > 0 {
+		start = time.Now()
+	}
+	var att balancer.Attempt
+	if up.keySpec != nil {
+		att.ResetBytes(up.keySpec.Append(nil, c.exprVars()), up.hf)
+	} else {
+		att.Reset("", up.hf)
+	}
+	var err error
+	ok := false
+	for attempt := 0; attempt <= up.retries; attempt++ {
+		ni, picked := up.picker.Pick(&att)
+		if !picked {
+			break
+		}
+		n := up.nodes[ni]
+		switch {
+		case c.hostSet:
+			h.SetHost(c.r.Host)
+		case up.passHost == passHostNode:
+			h.SetHostBytes(n.hostHdr)
+		case up.passHost == passHostRewrite:
+			h.SetHostBytes(up.host)
+		default:
+			h.SetHost(r.Host)
+		}
+		if attempt == 0 && ch.Has(plugins.PhaseBeforeProxy) && d.runPhase(ch, plugins.PhaseBeforeProxy, c) {
+			up.picker.Done(ni, 0)
+			d.writeH2Local(c)
+			return
+		}
+		if attempt > 0 {
+			d.stats.Retries.Add(1)
+		}
+		t0 := time.Now()
+		resp.StreamBody = stream
+		err = n.hc.Do(req, resp)
+		up.done(ni, t0, resp.StatusCode(), err)
+		if err == nil {
+			ok = true
+			break
+		}
+		d.stats.UpstreamErrors.Add(1)
+		var ce *connectError
+		if isTimeout(err) || !errors.As(err, &ce) && !idem {
+			break
+		}
+		if up.retryTO > 0 && time.Since(start) > up.retryTO {
+			break
+		}
+	}
+	if !ok {
+		switch {
+		case err == nil:
+			c.Respond(503, body503)
+		case isTimeout(err):
+			c.Respond(504, body504)
+		default:
+			c.Respond(502, body502)
+		}
+		d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+		d.writeH2Local(c)
+		return
+	}
+	defer resp.CloseBodyStream()
+	c.resp = &http.Response{StatusCode: resp.StatusCode()}
+	wh := c.w.Header()
+	var pending http.Header
+	if len(wh) > 0 {
+		pending = wh.Clone() // set by plugins before the upstream answered
+	}
+	resp.Header.SetNoDefaultContentType(true)
+	for k, v := range resp.Header.All() {
+		switch string(k) {
+		case "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Trailer", "Upgrade", "Te":
+			continue
+		}
+		wh[http.CanonicalHeaderKey(string(k))] = append(wh[http.CanonicalHeaderKey(string(k))], string(v))
+	}
+	for k, vv := range pending {
+		wh[k] = vv
+	}
+	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
+		d.writeH2Local(c)
+		return
+	}
+	status := resp.StatusCode()
+	if !stream || resp.BodyStream() == nil {
+		if r.Method == http.MethodHead {
+			if cl := resp.Header.ContentLength(); cl >= 0 {
+				wh.Set("Content-Length", strconv.Itoa(cl))
+			}
+		} else if status >= 200 && status != 204 && status != 304 {
+			wh.Set("Content-Length", strconv.Itoa(len(resp.Body())))
+		}
+		c.w.WriteHeader(status)
+		if b := resp.Body(); len(b) > 0 {
+			_, _ = c.w.Write(b)
+		}
+		return
+	}
+	c.w.WriteHeader(status)
+	fl, _ := c.w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	buf := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(buf)
+	body := resp.BodyStream()
+	for {
+		n, rerr := body.Read(*buf)
+		if n > 0 {
+			if _, werr := c.w.Write((*buf)[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}
