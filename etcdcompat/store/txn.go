@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -16,7 +17,20 @@ const maxTxnOps = 128
 // is checked, and only then are the operations applied, all at one
 // revision. A txn without puts or deletes is served under the read lock.
 func (s *memStore) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if err := checkTxn(r, maxTxnOps); err != nil {
+	return s.txn(r, maxTxnOps, true)
+}
+
+// BulkTxn is Txn without etcd's request limits (operation count and
+// request size): in-process config sources (the xDS translation) apply a
+// whole push as one transaction, so it lands at one revision and the data
+// plane never sees half of it. It is not reachable through the etcd
+// emulation, whose clients keep etcd's limits.
+func (s *memStore) BulkTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return s.txn(r, math.MaxInt32, false)
+}
+
+func (s *memStore) txn(r *pb.TxnRequest, maxOps int, limitSize bool) (*pb.TxnResponse, error) {
+	if err := checkTxn(r, maxOps); err != nil {
 		return nil, err
 	}
 	if _, _, err := checkIntervals(r.Success); err != nil {
@@ -28,8 +42,10 @@ func (s *memStore) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if isTxnReadonly(r) {
 		return s.readTxn(r)
 	}
-	if err := checkSize(&pb.InternalRaftRequest{Txn: r}, ErrRequestTooLarge); err != nil {
-		return nil, err
+	if limitSize {
+		if err := checkSize(&pb.InternalRaftRequest{Txn: r}, ErrRequestTooLarge); err != nil {
+			return nil, err
+		}
 	}
 
 	s.wmu.Lock()
