@@ -29,10 +29,12 @@ func (p AppProtocol) String() string {
 }
 
 // MeshALPN lists the ALPN values mesh peers send that a meshagent server
-// accepts besides h2 and http/1.1, in preference order: Istio's
-// istio-peer-exchange, istio-http/1.0, istio-http/1.1, istio-h2, istio,
-// and Kuma's kuma.
-var MeshALPN = []string{"istio-h2", "istio-http/1.1", "istio-http/1.0", "istio-peer-exchange", "istio", "kuma"}
+// accepts besides h2 and http/1.1, in preference order: Istio's istio-h2,
+// istio-http/1.1, istio-http/1.0, istio, Kuma's kuma, and last Istio's
+// istio-peer-exchange (chosen only when the client offers nothing else:
+// meshagent does not speak Istio's TCP metadata-exchange prefix, and Istio
+// clients offer "istio" beside it).
+var MeshALPN = []string{"istio-h2", "istio-http/1.1", "istio-http/1.0", "istio", "kuma", "istio-peer-exchange"}
 
 // ProtocolOf maps a negotiated ALPN value to how the data plane serves
 // the decrypted stream.
