@@ -397,3 +397,37 @@ func TestPickDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestStatesLinearAndIndexed checks States keeps one NodeState per
+// address across the linear and indexed sizes and through Retain.
+func TestStatesLinearAndIndexed(t *testing.T) {
+	for _, n := range []int{1, linearMax, linearMax + 1, 100} {
+		s := NewStates()
+		var nodes []Node
+		first := map[string]*NodeState{}
+		for i := range n {
+			a := fmt.Sprintf("10.0.0.%d:80", i)
+			nodes = append(nodes, Node{Addr: a, Weight: 1})
+			first[a] = s.get(a)
+		}
+		for a, st := range first {
+			if s.get(a) != st || s.Get(a) != st {
+				t.Fatalf("n=%d: %s: state not stable", n, a)
+			}
+		}
+		if s.Get("10.9.9.9:80") != nil {
+			t.Fatalf("n=%d: unknown address has a state", n)
+		}
+		keep := nodes[n/2:]
+		s.Retain(keep)
+		for i, nd := range nodes {
+			got := s.Get(nd.Addr)
+			if i < n/2 && got != nil {
+				t.Fatalf("n=%d: %s survived Retain", n, nd.Addr)
+			}
+			if i >= n/2 && got != first[nd.Addr] {
+				t.Fatalf("n=%d: %s lost its state in Retain", n, nd.Addr)
+			}
+		}
+	}
+}

@@ -63,31 +63,76 @@ func (s *NodeState) score(now int64) float64 {
 
 // States holds NodeState by node address for one upstream, so the proxy
 // can carry in-flight counts and EWMA scores over to the Picker of the next
-// snapshot. Safe for concurrent use.
+// snapshot. Safe for concurrent use. Most upstreams have few nodes, so the
+// states are a slice searched linearly (no map per upstream: thousands of
+// upstreams each pay only for their nodes); past linearMax nodes an index
+// map keeps lookups constant-time.
 type States struct {
-	mu sync.Mutex
-	m  map[string]*NodeState
+	mu    sync.Mutex
+	addrs []string
+	nodes []*NodeState
+	idx   map[string]int // nil while len(addrs) <= linearMax
 }
 
+// linearMax is the node count up to which States searches linearly.
+const linearMax = 16
+
 // NewStates returns an empty registry.
-func NewStates() *States { return &States{m: map[string]*NodeState{}} }
+func NewStates() *States { return &States{} }
 
 func (s *States) get(addr string) *NodeState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.m[addr]
-	if st == nil {
-		st = &NodeState{}
-		s.m[addr] = st
+	if i := s.index(addr); i >= 0 {
+		return s.nodes[i]
+	}
+	st := &NodeState{}
+	s.addrs = append(s.addrs, addr)
+	s.nodes = append(s.nodes, st)
+	if s.idx != nil {
+		s.idx[addr] = len(s.addrs) - 1
+	} else if len(s.addrs) > linearMax {
+		s.reindex()
 	}
 	return st
+}
+
+// reindex rebuilds idx from addrs; s.mu is held.
+func (s *States) reindex() {
+	if len(s.addrs) <= linearMax {
+		s.idx = nil
+		return
+	}
+	s.idx = make(map[string]int, len(s.addrs))
+	for i, a := range s.addrs {
+		s.idx[a] = i
+	}
+}
+
+// index returns the position of addr or -1; s.mu is held.
+func (s *States) index(addr string) int {
+	if s.idx != nil {
+		if i, ok := s.idx[addr]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, a := range s.addrs {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
 }
 
 // Get returns the state of addr, or nil if there is none.
 func (s *States) Get(addr string) *NodeState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[addr]
+	if i := s.index(addr); i >= 0 {
+		return s.nodes[i]
+	}
+	return nil
 }
 
 // Retain drops the state of every address not among nodes. Call it after
@@ -99,11 +144,17 @@ func (s *States) Retain(nodes []Node) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for a := range s.m {
-		if _, ok := keep[a]; !ok {
-			delete(s.m, a)
+	j := 0
+	for i, a := range s.addrs {
+		if _, ok := keep[a]; ok {
+			s.addrs[j], s.nodes[j] = a, s.nodes[i]
+			j++
 		}
 	}
+	clear(s.addrs[j:])
+	clear(s.nodes[j:])
+	s.addrs, s.nodes = s.addrs[:j], s.nodes[:j]
+	s.reindex()
 }
 
 var epoch = time.Now()
