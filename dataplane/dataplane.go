@@ -325,7 +325,7 @@ func (d *Dataplane) ListenerAddr(id string) (net.Addr, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l, ok := d.dynamic[id]
-	if !ok {
+	if !ok || l.ln == nil { // unknown, or virtual (not bound)
 		return nil, false
 	}
 	return l.ln.Addr(), true

@@ -89,7 +89,7 @@ func (l *listener) serve() {
 }
 
 func (l *listener) close() {
-	if l.closed.Swap(true) {
+	if l.closed.Swap(true) || l.ln == nil { // nil: virtual, never started
 		return
 	}
 	l.d.stats.ListenersActive.Add(-1)
@@ -169,6 +169,13 @@ func (l *listener) handle(c net.Conn) {
 			d.passthrough(c, od)
 			return
 		}
+		if ct.obj.Labels[apisix.LabelOriginalDstFilter] == "true" && d.opts.OriginalDst != nil {
+			// Chains match on where the client was going (virtualInbound);
+			// TPROXY sockets have no SO_ORIGINAL_DST: their local address is it.
+			if od, err := d.opts.OriginalDst(c); err == nil {
+				dst = unmapped(od)
+			}
+		}
 		l.serveChains(c, ct, dst)
 	}
 }
@@ -202,6 +209,9 @@ func localListenAddr(l *listener) netip.AddrPort {
 		if ap, err := netip.ParseAddrPort(ct.obj.Address); err == nil {
 			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
+	}
+	if l.ln == nil {
+		return netip.AddrPort{}
 	}
 	if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
 		return a.AddrPort()
@@ -402,7 +412,8 @@ func (d *Dataplane) reconcileListeners(s *snapshot) {
 		}
 		if l, ok := d.dynamic[id]; ok {
 			old := l.chains.Load()
-			if old.obj.Address == obj.Address && old.obj.Transparent == obj.Transparent {
+			if old.obj.Address == obj.Address && old.obj.Transparent == obj.Transparent &&
+				old.obj.Labels[apisix.LabelBindToPort] == obj.Labels[apisix.LabelBindToPort] {
 				if !reflect.DeepEqual(old.obj, obj) {
 					l.chains.Store(ct)
 				}
@@ -410,6 +421,13 @@ func (d *Dataplane) reconcileListeners(s *snapshot) {
 			}
 			toClose = append(toClose, l)
 			delete(d.dynamic, id)
+		}
+		if obj.Labels[apisix.LabelBindToPort] == "false" {
+			// Virtual: no socket; reached by use_original_dst hand-off.
+			l := &listener{d: d, kind: kindStore, id: id}
+			l.chains.Store(ct)
+			d.dynamic[id] = l
+			continue
 		}
 		ln, err := listenTCP(obj.Address, obj.Transparent)
 		if err != nil {

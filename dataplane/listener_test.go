@@ -165,3 +165,76 @@ func TestOriginalDst(t *testing.T) {
 		})
 	}
 }
+
+// TestVirtualListenersAndOriginalDstFilter: a listener with
+// meshagent.bind_to_port=false binds nothing and is reached only by a
+// use_original_dst hand-off (Istio's per-service outbound listeners); one
+// with meshagent.original_dst_filter=true picks its filter chain by the
+// connection's original destination port (Istio's virtualInbound).
+func TestVirtualListenersAndOriginalDstFilter(t *testing.T) {
+	var mu sync.Mutex
+	orig := map[string]netip.AddrPort{}
+	e := newEnv(t, func(o *Options) {
+		o.OriginalDst = func(c net.Conn) (netip.AddrPort, error) {
+			for range 1000 {
+				mu.Lock()
+				ap, ok := orig[c.RemoteAddr().String()]
+				mu.Unlock()
+				if ok {
+					return ap, nil
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return netip.AddrPort{}, fmt.Errorf("no original destination for %s", c.RemoteAddr())
+		}
+	})
+	freePort := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	svcPort, p1, p2 := freePort(), freePort(), freePort()
+	for _, r := range []struct{ id, table, name string }{{"svc", "svc", "a"}, {"in1", "in1", "b"}, {"in2", "in2", "c"}} {
+		e.put("/apisix/routes/"+r.id, `{"uri":"/*","labels":{"meshagent.route_config":"`+r.table+`"},"upstream":{"nodes":`+nodesJSON(backend(t, r.name))+`}}`)
+	}
+	e.put("/meshagent/listeners/virtual", `{"address":"127.0.0.1:0","use_original_dst":true,"filter_chains":[{"kind":"tcp","stream_route_id":"none"}]}`)
+	e.put("/meshagent/listeners/svc", fmt.Sprintf(`{"address":"0.0.0.0:%d","labels":{"meshagent.bind_to_port":"false"},"filter_chains":[{"kind":"http","route_config":"svc"}]}`, svcPort))
+	e.put("/meshagent/listeners/vin", fmt.Sprintf(`{"address":"127.0.0.1:0","labels":{"meshagent.original_dst_filter":"true"},"filter_chains":[
+		{"match":{"destination_port":%d},"kind":"http","route_config":"in1"},
+		{"match":{"destination_port":%d},"kind":"http","route_config":"in2"}]}`, p1, p2))
+	if _, bound := e.dp.ListenerAddr("svc"); bound {
+		t.Fatal("a bind_to_port=false listener was bound")
+	}
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", svcPort)); err == nil {
+		c.Close()
+		t.Fatal("something listens on the virtual listener's port")
+	}
+	va, _ := e.dp.ListenerAddr("virtual")
+	vin, _ := e.dp.ListenerAddr("vin")
+	for _, cs := range []struct {
+		name, via string
+		dst       int
+		want      string
+	}{
+		{"hand-off to an unbound listener", va.String(), svcPort, "a"},
+		{"chain by original port (first)", vin.String(), p1, "b"},
+		{"chain by original port (second)", vin.String(), p2, "c"},
+	} {
+		t.Run(cs.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", cs.via)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			mu.Lock()
+			orig[c.LocalAddr().String()] = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(cs.dst))
+			mu.Unlock()
+			if got := rawGet(t, c, bufio.NewReader(c), "/o"); got != cs.want {
+				t.Fatalf("got %q, want %q", got, cs.want)
+			}
+		})
+	}
+}

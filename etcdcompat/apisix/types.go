@@ -55,6 +55,14 @@ const (
 	// belong to the default table served by the --http-listen listener; a
 	// Listener filter chain names the table it serves (FilterChain.RouteConfig).
 	LabelRouteConfig = "meshagent.route_config"
+	// LabelBindToPort "false" marks a Listener that is not bound (Envoy's
+	// bind_to_port: false, Istio's per-service outbound listeners): it only
+	// serves connections handed over by a use_original_dst listener.
+	LabelBindToPort = "meshagent.bind_to_port"
+	// LabelOriginalDstFilter "true" marks a Listener whose filter chains
+	// match on each connection's original destination (Envoy's original_dst
+	// listener filter, Istio's virtualInbound 15006).
+	LabelOriginalDstFilter = "meshagent.original_dst_filter"
 )
 
 // Route is an APISIX route (schema_def.lua `route`).

@@ -23,13 +23,13 @@ import (
 // LabelBindToPort is set to "false" on listeners Envoy would not bind
 // (bind_to_port: false, Istio's per-service outbound listeners): they only
 // receive connections handed over by a use_original_dst listener.
-const LabelBindToPort = "meshagent.bind_to_port"
+const LabelBindToPort = apisix.LabelBindToPort
 
 // LabelOriginalDstFilter is set to "true" on listeners with Envoy's
 // original_dst listener filter (Istio's virtualInbound 15006): their filter
 // chains match on the connection's original destination, not on the
 // listener's own address.
-const LabelOriginalDstFilter = "meshagent.original_dst_filter"
+const LabelOriginalDstFilter = apisix.LabelOriginalDstFilter
 
 const (
 	typeHCM       = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
