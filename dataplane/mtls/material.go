@@ -26,7 +26,9 @@ type CertSet struct {
 	certs []tls.Certificate
 	// clientCA verifies downstream client certificates (ssl.client).
 	clientCA *caSet
-	src      *apisix.SSL
+	// minVer, maxVer come from ssl_protocols (0: Go's defaults).
+	minVer, maxVer uint16
+	src            *apisix.SSL
 }
 
 // caSet is a parsed trust anchor with its identity rules.
@@ -189,6 +191,22 @@ func parseSSL(id string, s *apisix.SSL, keyring []string) (*CertSet, error) {
 			return nil, err
 		}
 	}
+	for i, p := range s.SSLProtocols {
+		v, ok := tlsVersions[p]
+		if !ok {
+			return nil, bad(fmt.Sprintf("ssl_protocols[%d]", i), errors.New("one of TLSv1.1, TLSv1.2, TLSv1.3"))
+		}
+		if cs.minVer == 0 || v < cs.minVer {
+			cs.minVer = v
+		}
+		cs.maxVer = max(cs.maxVer, v)
+	}
+	if s.Client != nil && len(s.Client.SkipMTLSURIRegex) > 0 {
+		// Per-URI exemptions need the request before the handshake's
+		// verdict; refusing the object beats silently weakening or
+		// strengthening it (real APISIX still reads it from the store).
+		return nil, bad("client.skip_mtls_uri_regex", errors.New("is not supported by the native data plane"))
+	}
 	if s.Client != nil {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(s.Client.CA)) {
@@ -214,6 +232,8 @@ func parseSecret(id string, s *apisix.Secret) (*caSet, error) {
 	}
 	return &caSet{name: name, pool: pool, sans: sans, src: s}, nil
 }
+
+var tlsVersions = map[string]uint16{"TLSv1.1": tls.VersionTLS11, "TLSv1.2": tls.VersionTLS12, "TLSv1.3": tls.VersionTLS13}
 
 // certByRef finds an ssl object by SDS secret name, then by id.
 func (m *Material) certByRef(name string) *CertSet {

@@ -245,3 +245,29 @@ func TestProtocolOfAndMeshALPN(t *testing.T) {
 		t.Fatal("unknown ssl_id accepted")
 	}
 }
+
+// ssl_protocols bounds the versions served; skip_mtls_uri_regex is
+// refused rather than ignored.
+func TestSSLProtocolsAndUnsupported(t *testing.T) {
+	ca := newCA(t)
+	l := issue(t, ca, "v.example.com", mtlstest.ECDSA)
+	m := mtls.NewManager(nil)
+	s := serverSSL(l, "v.example.com")
+	s.SSLProtocols = []string{"TLSv1.2"}
+	if errs := m.Update(map[string]*apisix.SSL{"v": s}, nil); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	st, err := handshake(t, m.SNIConfig(nil), &tls.Config{ServerName: "v.example.com", InsecureSkipVerify: true}) //nolint:gosec // test
+	if err != nil || st.Version != tls.VersionTLS12 {
+		t.Fatalf("version %x, err %v: want TLS 1.2", st.Version, err)
+	}
+	if _, err := handshake(t, m.SNIConfig(nil), &tls.Config{ServerName: "v.example.com", InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}); err == nil { //nolint:gosec // test
+		t.Fatal("TLS 1.3-only client served by a TLSv1.2-only ssl")
+	}
+	skip := serverSSL(l, "w.example.com")
+	skip.Client = &apisix.SSLClient{CA: ca.PEM, Depth: 1, SkipMTLSURIRegex: []string{"^/health"}}
+	errs := m.Update(map[string]*apisix.SSL{"w": skip}, nil)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "skip_mtls_uri_regex") {
+		t.Fatalf("errors %v: want skip_mtls_uri_regex refused", errs)
+	}
+}

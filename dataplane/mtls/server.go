@@ -117,6 +117,9 @@ func (m *Manager) SNIConfig(alpn []string) *tls.Config {
 			NextProtos:   base.NextProtos,
 			Certificates: []tls.Certificate{*cert},
 		}
+		if cs.minVer != 0 { // ssl_protocols
+			c.MinVersion, c.MaxVersion = cs.minVer, cs.maxVer
+		}
 		if ca := cs.clientCA; ca != nil {
 			c.ClientAuth = tls.RequireAnyClientCert
 			c.VerifyConnection = func(st tls.ConnectionState) error {
