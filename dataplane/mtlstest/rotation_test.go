@@ -190,3 +190,38 @@ func leafHash(t *testing.T, l *Leaf) string {
 	sum := sha256.Sum256(b.Bytes)
 	return hex.EncodeToString(sum[:])
 }
+
+// The mesh CA itself rotates: both sides trust old+new, move to leaves of
+// the new CA, then drop the old CA; a peer still on the old CA is refused.
+func TestCARotation(t *testing.T) {
+	oldCA, newCA := mustCA(t, "mesh-1"), mustCA(t, "mesh-2")
+	p := newPair(t, oldCA, pairOpts{})
+	check := func(step string, want int) {
+		t.Helper()
+		st, _, err := get(http.DefaultClient, p.entry+"/ca")
+		if err != nil || st != want {
+			t.Fatalf("%s: status %d (%v), want %d\nserver logs:\n%s", step, st, err, want, p.srv.logs)
+		}
+	}
+	check("old CA", 200)
+	bundle := oldCA.PEM + newCA.PEM
+	p.srv.identity(oldCA.MustIssue("spiffe://default/backend", time.Hour, ECDSA), bundle)
+	p.cli.identity(oldCA.MustIssue("spiffe://default/web", time.Hour, ECDSA), bundle)
+	check("bundle", 200)
+	p.srv.identity(newCA.MustIssue("spiffe://default/backend", time.Hour, ECDSA), bundle)
+	check("server on new CA", 200)
+	p.cli.identity(newCA.MustIssue("spiffe://default/web", time.Hour, ECDSA), bundle)
+	p.srv.identity(newCA.MustIssue("spiffe://default/backend", time.Hour, ECDSA), newCA.PEM)
+	p.cli.identity(newCA.MustIssue("spiffe://default/web", time.Hour, ECDSA), newCA.PEM)
+	check("new CA only", 200)
+	// A new handshake with a new-CA certificate is served, one with an
+	// old-CA certificate is refused.
+	if _, err := served(probeClient(t, newCA, false), "https://"+p.srvAddr+"/ca"); err != nil {
+		t.Fatalf("new-CA peer refused: %v", err)
+	}
+	st, err := served(probeClient(t, oldCA, false), "https://"+p.srvAddr+"/ca")
+	if err == nil {
+		t.Fatalf("old-CA peer served (serial %s)", st)
+	}
+	p.srv.logs.waitFor(t, "mtls: client certificate rejected", "spiffe://default/probe", "unknown authority")
+}
