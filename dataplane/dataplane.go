@@ -331,6 +331,15 @@ func (d *Dataplane) ListenerAddr(id string) (net.Addr, bool) {
 	return l.ln.Addr(), true
 }
 
+// HasListener reports whether the store listener id is in force: bound,
+// or virtual (meshagent.bind_to_port=false, reached by hand-off).
+func (d *Dataplane) HasListener(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.dynamic[id]
+	return ok
+}
+
 // Close stops the listeners and the watch; established connections are
 // closed too.
 func (d *Dataplane) Close() error {

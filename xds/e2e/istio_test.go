@@ -156,8 +156,12 @@ func TestIstioShapedSnapshot(t *testing.T) {
 	}
 
 	eventually(t, "listeners bound", func() bool {
-		for _, n := range []string{"virtualOutbound", "0.0.0.0_" + strconv.Itoa(svcPort), "0.0.0.0_" + strconv.Itoa(dbPort)} {
-			if _, ok := dp.ListenerAddr(translate.ObjectID(n)); !ok {
+		if _, ok := dp.ListenerAddr(translate.ObjectID("virtualOutbound")); !ok {
+			return false
+		}
+		// Per-service listeners are bind_to_port=false: in force, unbound.
+		for _, n := range []string{"0.0.0.0_" + strconv.Itoa(svcPort), "0.0.0.0_" + strconv.Itoa(dbPort)} {
+			if _, bound := dp.ListenerAddr(translate.ObjectID(n)); bound || !dp.HasListener(translate.ObjectID(n)) {
 				return false
 			}
 		}
