@@ -19,6 +19,9 @@ func (p pluginBuilder) Upstream(id string) (plugins.Upstream, error) {
 	if !ok {
 		return nil, fmt.Errorf("upstream %q not found", id)
 	}
+	if p.b.curDeps == nil {
+		p.b.curDeps = map[string]string{} // most objects look none up
+	}
 	p.b.curDeps[id] = u.key
 	return u, nil
 }

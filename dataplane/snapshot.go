@@ -64,6 +64,11 @@ type snapshot struct {
 	// consumers are the compiled consumers by store key, reused by the
 	// next build while their fingerprint is unchanged.
 	consumers map[string]*builtConsumer
+	// plainChain is the chain shared by every route without plugins of
+	// its own (global rules only), built for the global fingerprint
+	// plainFP; one chain instead of one per route.
+	plainChain *plugins.Chain
+	plainFP    string
 }
 
 // objects is the decoded store content, by kind and id.
@@ -249,6 +254,9 @@ func (b *builder) build() *snapshot {
 		global = append(global, es...)
 	}
 	globalFP := gfp.String()
+	if b.prev != nil && b.prev.plainChain != nil && b.prev.plainFP == globalFP {
+		s.plainChain, s.plainFP = b.prev.plainChain, globalFP // see chain
+	}
 	tableRoutes := map[string][]router.Route[*route]{}
 	for _, o := range sortedObjs(b.objs.routes) {
 		id := idOf(o.Key)
@@ -421,16 +429,31 @@ func (b *builder) route(id string, o store.Object, global []plugins.Entry, globa
 	for n, c := range r.Plugins {
 		merged[n] = c
 	}
-	b.curDeps, b.curKey = map[string]string{}, "route/"+id
+	b.curDeps, b.curKey = nil, "route/"+id
 	es, err := b.entries(merged)
 	if err != nil {
 		return nil, err
 	}
 	out := &route{
-		id: id, obj: r, table: r.Labels[apisix.LabelRouteConfig], chain: plugins.NewChain(global, es), up: up,
+		id: id, obj: r, table: r.Labels[apisix.LabelRouteConfig], chain: b.chain(global, globalFP, es), up: up,
 		websocket: r.EnableWebsocket || (svc != nil && svc.EnableWebsocket), fp: key, deps: b.curDeps,
 	}
 	return out, nil
+}
+
+// chain returns the plugin chain of a route: global rules then es. Routes
+// without plugins of their own share one chain per global fingerprint;
+// build carries it over to the next snapshot while the global rules are
+// unchanged, so reused and new routes share the same one.
+func (b *builder) chain(global []plugins.Entry, globalFP string, es []plugins.Entry) *plugins.Chain {
+	if len(es) > 0 {
+		return plugins.NewChain(global, es)
+	}
+	s := b.cur
+	if s.plainChain == nil || s.plainFP != globalFP {
+		s.plainChain, s.plainFP = plugins.NewChain(global, nil), globalFP
+	}
+	return s.plainChain
 }
 
 func (b *builder) namedUpstream(id apisix.ID, override *apisix.Timeout, field string) (*upstream, error) {
