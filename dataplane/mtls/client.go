@@ -3,7 +3,6 @@ package mtls
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -116,10 +115,4 @@ func serverRef(u *apisix.UpstreamTLS, st tls.ConnectionState) string {
 		return u.SNI
 	}
 	return strings.Join(u.MatchSANs, ",")
-}
-
-// IsPeerRejection reports whether err (a handshake error) is a refused
-// peer certificate or identity.
-func IsPeerRejection(err error) bool {
-	return errors.Is(err, ErrPeerCertificate) || errors.Is(err, ErrPeerIdentity)
 }

@@ -41,7 +41,9 @@ func (k MatchKind) String() string {
 // form is the one xds/translate writes for Envoy's StringMatcher: a
 // literal is exact, "v*" is prefix v, "*v" suffix v, "*v*" contains v.
 type SANMatcher struct {
-	Kind  MatchKind
+	// Kind is how Value is compared.
+	Kind MatchKind
+	// Value is the literal compared (without the "*" markers).
 	Value string
 }
 

@@ -31,7 +31,7 @@ type Manager struct {
 	cur   atomic.Pointer[Material]
 	log   *slog.Logger
 	stats Stats
-	// now is the verification clock (tests shorten certificate lifetimes).
+	// now is the verification clock.
 	now func() time.Time
 	mu  sync.Mutex // serializes Update
 	// Keyring decrypts APISIX-encrypted keys; nil: APISIX's default.

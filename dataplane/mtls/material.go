@@ -69,7 +69,9 @@ func EmptyMaterial() *Material {
 
 // Inputs are the objects a Material is built from, by id.
 type Inputs struct {
-	SSLs    map[string]*apisix.SSL
+	// SSLs are the ssl objects by id (server and client types).
+	SSLs map[string]*apisix.SSL
+	// Secrets are the validation contexts by id.
 	Secrets map[string]*apisix.Secret
 	// Keyring decrypts APISIX-encrypted private keys (nil: APISIX's
 	// default keyring).

@@ -80,9 +80,12 @@ func NewCA(name string) (*CA, error) {
 
 // Leaf is an issued certificate and its key, PEM encoded.
 type Leaf struct {
+	// CertPEM is the certificate.
 	CertPEM string
-	KeyPEM  string
-	Serial  *big.Int
+	// KeyPEM is its PKCS#8 private key.
+	KeyPEM string
+	// Serial is the certificate's serial number.
+	Serial *big.Int
 }
 
 // Issue signs a workload certificate whose URI SAN is spiffeID (and DNS
