@@ -210,16 +210,25 @@ func (d *Dataplane) secureChain(lid string, c net.Conn, fc *filterChain, res sni
 	info := &connInfo{sec: fc.sec}
 	info.attrs = rbac.Conn{Source: src, DirectSource: src, Dest: dst, SNI: res.sni}
 	if fc.tlsConf != nil {
-		if res.proto != protoTLS {
+		strict := func(detected string) {
 			d.log.Warn("dataplane: plaintext connection refused: filter chain requires TLS (STRICT mTLS)",
-				"listener", lid, "chain", fc.fc.Name, "src", src.String(), "detected", res.proto.String())
+				"listener", lid, "chain", fc.fc.Name, "src", src.String(), "detected", detected)
+		}
+		if res.proto == protoHTTP1 || res.proto == protoH2 {
+			strict(res.proto.String())
 			c.Close()
 			return nil, false
 		}
+		// TLS, or opaque (not sniffed: an opaque port): try the handshake.
 		tc := tls.Server(c, fc.tlsConf)
 		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.Handshake(); err != nil {
-			d.log.Warn("dataplane: TLS handshake failed", "listener", lid, "chain", fc.fc.Name, "src", src.String(), "err", err)
+			var rh tls.RecordHeaderError
+			if errors.As(err, &rh) {
+				strict("opaque")
+			} else {
+				d.log.Warn("dataplane: TLS handshake failed", "listener", lid, "chain", fc.fc.Name, "src", src.String(), "err", err)
+			}
 			tc.Close()
 			return nil, false
 		}
