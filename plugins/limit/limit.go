@@ -10,7 +10,6 @@ package limit
 
 import (
 	"encoding/json"
-	"strings"
 	"sync"
 
 	"github.com/meshagent/meshagent/plugins"
@@ -18,14 +17,9 @@ import (
 
 // keySpec says how a request's limiting key is made (APISIX key_type).
 type keySpec struct {
-	kind  int // 0 var, 1 var_combination, 2 constant
-	name  string
-	parts []tmplPart
-}
-
-type tmplPart struct {
-	lit   string
-	isVar bool
+	kind int // 0 var, 1 var_combination, 2 constant
+	name string
+	tmpl plugins.Template
 }
 
 // parseKey validates key_type and key as APISIX does.
@@ -40,38 +34,16 @@ func parseKey(keyType, key string) (keySpec, error) {
 		if key == "" {
 			return keySpec{}, plugins.Invalid("key", "required with key_type var_combination")
 		}
-		return keySpec{kind: 1, parts: parseTemplate(key)}, nil
+		return keySpec{kind: 1, tmpl: plugins.ParseTemplate(key)}, nil
 	case "constant":
 		return keySpec{kind: 2, name: key}, nil
 	}
 	return keySpec{}, plugins.Invalid("key_type", `must be one of "var", "var_combination", "constant"`)
 }
 
-// parseTemplate splits "$remote_addr $http_x" into literal and var parts.
-func parseTemplate(s string) []tmplPart {
-	var out []tmplPart
-	for len(s) > 0 {
-		i := strings.IndexByte(s, '$')
-		if i < 0 {
-			out = append(out, tmplPart{lit: s})
-			break
-		}
-		if i > 0 {
-			out = append(out, tmplPart{lit: s[:i]})
-		}
-		s = s[i+1:]
-		j := 0
-		for j < len(s) && (s[j] == '_' || s[j] == '-' || s[j] >= '0' && s[j] <= '9' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
-			j++
-		}
-		out = append(out, tmplPart{lit: s[:j], isVar: true})
-		s = s[j:]
-	}
-	return out
-}
-
-// resolve computes the key for a request. An empty key falls back to
-// remote_addr, as APISIX does.
+// resolve computes the key for a request. An empty key (for
+// var_combination: no variable set) falls back to remote_addr, as APISIX
+// does.
 func (k *keySpec) resolve(c plugins.Ctx) string {
 	var v string
 	switch k.kind {
@@ -83,20 +55,14 @@ func (k *keySpec) resolve(c plugins.Ctx) string {
 			}
 		}
 	case 1:
-		var b strings.Builder
-		any := false
-		for _, p := range k.parts {
-			if !p.isVar {
-				b.WriteString(p.lit)
-				continue
-			}
-			if s, ok := c.Var(p.lit); ok && s != "" {
-				any = true
-				b.WriteString(s)
-			}
-		}
-		if any {
-			v = b.String()
+		set := false
+		r := k.tmpl.Render(func(name string) (string, bool) {
+			s, ok := c.Var(name)
+			set = set || ok && s != ""
+			return s, ok
+		})
+		if set {
+			v = r
 		}
 	case 2:
 		v = k.name
@@ -105,6 +71,38 @@ func (k *keySpec) resolve(c plugins.Ctx) string {
 		v, _ = c.Var("remote_addr")
 	}
 	return v
+}
+
+// common are the fields every limit plugin shares, embedded in each
+// plugin's config.
+type common struct {
+	Key              string `json:"key,omitempty"`
+	KeyType          string `json:"key_type,omitempty"`
+	RejectedCode     *int   `json:"rejected_code,omitempty"`
+	RejectedMsg      string `json:"rejected_msg,omitempty"`
+	Policy           string `json:"policy,omitempty"`
+	AllowDegradation bool   `json:"allow_degradation,omitempty"`
+}
+
+// compile validates the shared fields: the policy (local only), the
+// rejected code (default 503) and the key (required unless keyOptional or
+// the key type is constant).
+func (c *common) compile(keyOptional bool) (keySpec, int, error) {
+	if c.Policy != "" && c.Policy != "local" {
+		return keySpec{}, 0, plugins.Invalid("policy", `only "local" is supported by meshagent (got "`+c.Policy+`")`)
+	}
+	code := 503
+	if c.RejectedCode != nil {
+		code = *c.RejectedCode
+	}
+	if code < 200 || code > 599 {
+		return keySpec{}, 0, plugins.Invalid("rejected_code", "must be an integer from 200 to 599")
+	}
+	if c.Key == "" && !keyOptional && c.KeyType != "constant" {
+		return keySpec{}, 0, plugins.Invalid("key", "required")
+	}
+	k, err := parseKey(c.KeyType, c.Key)
+	return k, code, err
 }
 
 // scoped keeps one state value per (plugin, scope, config) with reference
@@ -167,11 +165,4 @@ func rejected(c plugins.Ctx, code int, msg string) plugins.Status {
 	c.SetResponseHeader("Content-Type", "application/json")
 	c.Respond(code, b)
 	return plugins.Stop
-}
-
-func checkRejectedCode(code int) error {
-	if code < 200 || code > 599 {
-		return plugins.Invalid("rejected_code", "must be an integer from 200 to 599")
-	}
-	return nil
 }

@@ -104,3 +104,31 @@ func TestLimitConn(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitKeyTypes: var_combination keys combine variables (falling back
+// to remote_addr when none is set); constant keys share one counter.
+func TestLimitKeyTypes(t *testing.T) {
+	e := plugintest.New(t)
+	e.Route("combo", "/combo", `{"limit-count":{"count":1,"time_window":60,"key_type":"var_combination","key":"$http_x_a-$arg_b","rejected_code":429}}`)
+	e.Route("const", "/const", `{"limit-count":{"count":1,"time_window":60,"key_type":"constant","key":"all","rejected_code":429}}`)
+	for _, tc := range []struct {
+		path   string
+		hdr    []string
+		status int
+	}{
+		{"/combo?b=1", []string{"X-A: x"}, 200},
+		{"/combo?b=1", []string{"X-A: x"}, 429}, // same combination
+		{"/combo?b=2", []string{"X-A: x"}, 200}, // another one
+		{"/combo", nil, 200},                    // nothing set: remote_addr
+		{"/combo", nil, 429},
+		{"/const", []string{"X-A: 1"}, 200},
+		{"/const", []string{"X-A: 2"}, 429},
+	} {
+		if r := e.Do("GET", tc.path, tc.hdr...); r.Status != tc.status {
+			t.Errorf("%s %v: %d, want %d", tc.path, tc.hdr, r.Status, tc.status)
+		}
+	}
+	e.Rejected("bad", "/bad", `{"limit-count":{"count":1,"time_window":1,"key_type":"var_combination"}}`, "key")
+	e.Rejected("bad2", "/bad2", `{"limit-count":{"count":1,"time_window":1,"key_type":"nope"}}`, "key_type")
+	e.Rejected("bad3", "/bad3", `{"limit-req":{"rate":1,"burst":1,"key":"remote_addr","rejected_code":600}}`, "rejected_code")
+}

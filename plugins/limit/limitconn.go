@@ -18,16 +18,11 @@ const (
 
 // ConnConfig is limit-conn's schema.
 type ConnConfig struct {
+	common
 	Conn                int     `json:"conn"`
 	Burst               int     `json:"burst"`
 	DefaultConnDelay    float64 `json:"default_conn_delay"`
 	OnlyUseDefaultDelay bool    `json:"only_use_default_delay,omitempty"`
-	Key                 string  `json:"key"`
-	KeyType             string  `json:"key_type,omitempty"`
-	RejectedCode        *int    `json:"rejected_code,omitempty"`
-	RejectedMsg         string  `json:"rejected_msg,omitempty"`
-	AllowDegradation    bool    `json:"allow_degradation,omitempty"`
-	Policy              string  `json:"policy,omitempty"`
 }
 
 // counters are in-flight counts per key; zero entries are deleted.
@@ -71,20 +66,7 @@ func newConn(raw json.RawMessage, b plugins.Builder) (any, error) {
 	if c.DefaultConnDelay <= 0 {
 		return nil, plugins.Invalid("default_conn_delay", "required, must be > 0")
 	}
-	if err := checkPolicy(c.Policy); err != nil {
-		return nil, err
-	}
-	code := 503
-	if c.RejectedCode != nil {
-		code = *c.RejectedCode
-	}
-	if err := checkRejectedCode(code); err != nil {
-		return nil, err
-	}
-	if c.Key == "" && c.KeyType != "constant" {
-		return nil, plugins.Invalid("key", "required")
-	}
-	k, err := parseKey(c.KeyType, c.Key)
+	k, code, err := c.compile(false)
 	if err != nil {
 		return nil, err
 	}

@@ -17,16 +17,11 @@ const (
 
 // CountConfig is limit-count's schema.
 type CountConfig struct {
+	common
 	Count                int    `json:"count"`
 	TimeWindow           int    `json:"time_window"`
-	Key                  string `json:"key,omitempty"`
-	KeyType              string `json:"key_type,omitempty"`
-	RejectedCode         *int   `json:"rejected_code,omitempty"`
-	RejectedMsg          string `json:"rejected_msg,omitempty"`
-	Policy               string `json:"policy,omitempty"`
 	ShowLimitQuotaHeader *bool  `json:"show_limit_quota_header,omitempty"`
 	Group                string `json:"group,omitempty"`
-	AllowDegradation     bool   `json:"allow_degradation,omitempty"`
 }
 
 type window struct {
@@ -63,17 +58,7 @@ func newCount(raw json.RawMessage, b plugins.Builder) (any, error) {
 	if c.TimeWindow <= 0 {
 		return nil, plugins.Invalid("time_window", "required, must be > 0")
 	}
-	if err := checkPolicy(c.Policy); err != nil {
-		return nil, err
-	}
-	code := 503
-	if c.RejectedCode != nil {
-		code = *c.RejectedCode
-	}
-	if err := checkRejectedCode(code); err != nil {
-		return nil, err
-	}
-	k, err := parseKey(c.KeyType, c.Key)
+	k, code, err := c.compile(true)
 	if err != nil {
 		return nil, err
 	}

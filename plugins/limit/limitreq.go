@@ -17,15 +17,10 @@ const (
 
 // ReqConfig is limit-req's schema.
 type ReqConfig struct {
-	Rate             float64 `json:"rate"`
-	Burst            float64 `json:"burst"`
-	Key              string  `json:"key"`
-	KeyType          string  `json:"key_type,omitempty"`
-	RejectedCode     *int    `json:"rejected_code,omitempty"`
-	RejectedMsg      string  `json:"rejected_msg,omitempty"`
-	Nodelay          bool    `json:"nodelay,omitempty"`
-	AllowDegradation bool    `json:"allow_degradation,omitempty"`
-	Policy           string  `json:"policy,omitempty"`
+	common
+	Rate    float64 `json:"rate"`
+	Burst   float64 `json:"burst"`
+	Nodelay bool    `json:"nodelay,omitempty"`
 }
 
 type bucket struct{ excess float64 }
@@ -59,20 +54,7 @@ func newReq(raw json.RawMessage, b plugins.Builder) (any, error) {
 	if c.Burst < 0 {
 		return nil, plugins.Invalid("burst", "must be >= 0")
 	}
-	if err := checkPolicy(c.Policy); err != nil {
-		return nil, err
-	}
-	code := 503
-	if c.RejectedCode != nil {
-		code = *c.RejectedCode
-	}
-	if err := checkRejectedCode(code); err != nil {
-		return nil, err
-	}
-	if c.Key == "" && c.KeyType != "constant" {
-		return nil, plugins.Invalid("key", "required")
-	}
-	k, err := parseKey(c.KeyType, c.Key)
+	k, code, err := c.compile(false)
 	if err != nil {
 		return nil, err
 	}
@@ -121,13 +103,6 @@ func (f *limitReq) Access(c plugins.Ctx) plugins.Status {
 // Close releases the shared state.
 func (f *limitReq) Close() error {
 	reqStates.release(f.scope)
-	return nil
-}
-
-func checkPolicy(p string) error {
-	if p != "" && p != "local" {
-		return plugins.Invalid("policy", `only "local" is supported by meshagent (got "`+p+`")`)
-	}
 	return nil
 }
 

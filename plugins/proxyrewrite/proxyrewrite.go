@@ -62,7 +62,7 @@ type regexRule struct {
 type kv struct{ k, v string }
 
 type filter struct {
-	uri    []tmplPart
+	uri    plugins.Template
 	hasURI bool
 	regex  []regexRule
 	host   []byte
@@ -84,7 +84,7 @@ func New(cfg json.RawMessage, _ plugins.Builder) (any, error) {
 		if !strings.HasPrefix(c.URI, "/") && !strings.HasPrefix(c.URI, "$") {
 			return nil, plugins.Invalid("uri", "must start with / (or a $variable)")
 		}
-		f.uri, f.hasURI = parseTmpl(c.URI), true
+		f.uri, f.hasURI = plugins.ParseTemplate(c.URI), true
 	}
 	if len(c.RegexURI) > 0 {
 		if len(c.RegexURI)%2 != 0 {
@@ -177,7 +177,7 @@ func (f *filter) headers(raw json.RawMessage) error {
 // Rewrite applies the rewrite to the request sent upstream.
 func (f *filter) Rewrite(c plugins.Ctx) plugins.Status {
 	if f.hasURI {
-		u := expand(f.uri, c)
+		u := f.uri.Render(c.Var)
 		if i := strings.IndexByte(u, '?'); i >= 0 {
 			c.SetPath([]byte(u[:i]))
 			c.SetQuery([]byte(u[i+1:]))
