@@ -417,3 +417,7 @@ func tlsPeerConn(tc *tls.Conn) net.Conn {
 	}
 	return &secConn{Conn: tc, info: &connInfo{peerID: id}}
 }
+
+// TLSStats returns the mTLS counters (material updates, rejected objects,
+// refused peer certificates, handshakes without a certificate).
+func (d *Dataplane) TLSStats() *mtls.Stats { return d.tlsm.Stats() }

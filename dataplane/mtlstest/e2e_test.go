@@ -117,6 +117,13 @@ func TestMTLSRejections(t *testing.T) {
 				logs = p.srv.logs
 			}
 			line := logs.waitFor(t, tc.want...)
+			refuser := p.cli
+			if tc.serverSide {
+				refuser = p.srv
+			}
+			if refuser.dp.TLSStats().PeerRejected.Load() == 0 {
+				t.Fatal("refusal not counted in TLSStats().PeerRejected")
+			}
 			if strings.Contains(line, "PRIVATE KEY") {
 				t.Fatalf("log line leaks key material: %s", line)
 			}
