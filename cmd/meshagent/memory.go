@@ -22,14 +22,15 @@ type memConfig struct {
 	// value when the GOGC environment variable is set, else
 	// defaultGCPercent.
 	gcPercent int
-	// trim drops the process's mappings of the executable's read-only
-	// pages once startup is done (see trimExecutable).
+	// trim returns free heap to the OS and drops the process's mappings
+	// of the executable's read-only pages once startup is done and after
+	// each burst of configuration changes (see startReclaim).
 	trim bool
 }
 
 func (c *memConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.gcPercent, "gc-percent", 0, "GC target percentage (as GOGC; 0: $GOGC if set, else 50; -1: off)")
-	fs.BoolVar(&c.trim, "memory-trim", true, "once started, unmap the executable's read-only pages touched only at init (they fault back from the page cache if used)")
+	fs.BoolVar(&c.trim, "memory-trim", true, "once ready and after each burst of config changes, return free heap to the OS and unmap executable pages touched only at init (they fault back from the page cache if used)")
 }
 
 // applyGC sets the GC percentage: the flag wins, then $GOGC, then the
@@ -46,36 +47,57 @@ func (c *memConfig) applyGC(log *slog.Logger) {
 	log.Debug("gc percent set", "percent", p)
 }
 
-// startTrim trims the executable's pages once the process has finished
-// starting (as soon as it is ready), and once more ten seconds later, when
-// the pages used only by the first snapshot and the first connections are
-// cold.
-func (c *memConfig) startTrim(ctx context.Context, ready func() bool, log *slog.Logger) {
+// settleDelay is how long the configuration must stay unchanged before a
+// reclaim: bulk applies (10k routes through etcd) arrive as bursts of
+// rebuilds, and reclaiming inside a burst would only be undone.
+const settleDelay = time.Second
+
+// startReclaim returns memory once the process is ready and again each
+// time a burst of configuration changes has settled (the snapshot revision
+// unchanged for settleDelay): debug.FreeOSMemory hands the garbage of the
+// standalone file's parse and of the rebuilds back to the OS (the runtime's
+// background scavenger would keep it for minutes), and trimExecutable
+// unmaps the executable pages touched only by startup and by the
+// compiler of snapshots. Each reclaim costs one full GC, paid only after a
+// configuration change, never per request.
+func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev func() int64, log *slog.Logger) {
 	if !c.trim {
 		return
 	}
 	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
+		t := time.NewTicker(settleDelay / 4)
 		defer t.Stop()
-		for !ready() {
+		var last int64
+		pending, quiet := true, time.Now()
+		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-		}
-		for _, wait := range []time.Duration{0, 10 * time.Second} {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
+			if !ready() {
+				continue
 			}
-			n, err := trimExecutable()
-			if err != nil {
-				log.Warn("memory trim failed", "err", err)
-				return
+			if r := rev(); r != last {
+				last, pending, quiet = r, true, time.Now()
+				continue
 			}
-			log.Debug("memory trimmed", "bytes", n)
+			if !pending || time.Since(quiet) < settleDelay {
+				continue
+			}
+			pending = false
+			reclaim(log)
 		}
 	}()
+}
+
+// reclaim returns free heap pages to the OS and trims the executable.
+func reclaim(log *slog.Logger) {
+	debug.FreeOSMemory()
+	n, err := trimExecutable()
+	if err != nil {
+		log.Warn("memory trim failed", "err", err)
+		return
+	}
+	log.Debug("memory reclaimed", "executable_bytes_trimmed", n)
 }

@@ -201,7 +201,7 @@ func runRun(ctx context.Context, args []string) error {
 		return dp.Ready() && (cfg.xds.client == nil || cfg.xds.client.Ready())
 	}, log)
 	// --- end capture ---
-	cfg.mem.startTrim(ctx, dp.Ready, log) // --- memory tuning (memory.go) ---
+	cfg.mem.startReclaim(ctx, dp.Ready, dp.Revision, log) // --- memory tuning (memory.go) ---
 
 	select {
 	case <-ctx.Done():
