@@ -22,6 +22,7 @@ import (
 	_ "github.com/meshagent/meshagent/plugins/limit"
 	_ "github.com/meshagent/meshagent/plugins/proxymirror"
 	_ "github.com/meshagent/meshagent/plugins/proxyrewrite"
+	_ "github.com/meshagent/meshagent/plugins/rbac"
 	_ "github.com/meshagent/meshagent/plugins/redirect"
 	_ "github.com/meshagent/meshagent/plugins/requestid"
 	_ "github.com/meshagent/meshagent/plugins/responserewrite"
