@@ -3,7 +3,8 @@
 # missing. A tool is looked up by its command, not its package name (the
 # machine's node may come from NodeSource, which bundles npm).
 #   required (capture tests): iptables, ip
-#   optional (skipped with a message when absent): nginx, haproxy, node, npm, wrk
+#   optional (skipped with a message when absent): nginx (+ its stream module),
+#   haproxy, node, npm, wrk
 set -u
 need=""
 want=""
@@ -11,6 +12,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 have iptables || need="$need iptables"
 have ip || need="$need iproute2"
 have nginx || want="$want nginx-light"
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || want="$want libnginx-mod-stream"
 have haproxy || want="$want haproxy"
 have node || want="$want nodejs"
 have npm || want="$want npm"
