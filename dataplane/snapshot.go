@@ -209,15 +209,21 @@ func (b *builder) upstream(id string, u *apisix.Upstream, override *apisix.Timeo
 // their previous compiled version (if any); each failure is logged with
 // the object id and the field, and counted.
 func (b *builder) build() *snapshot {
+	// Maps are sized up front: a rebuild of 10k routes otherwise spends
+	// most of its garbage on growing them.
+	nUps := len(b.objs.upstreams)
+	if b.prev != nil {
+		nUps = max(nUps, len(b.prev.upstreams))
+	}
 	s := &snapshot{
-		rev: b.objs.rev, routes: map[string]*route{}, listeners: map[string]*apisix.Listener{},
+		rev: b.objs.rev, routes: make(map[string]*route, len(b.objs.routes)), listeners: map[string]*apisix.Listener{},
 	}
 	b.updateTLS(s) // mTLS: certificates before the upstreams and listeners using them
 	b.cur = s
-	b.ups = map[string]*upstream{}
-	b.upByID = map[string]*upstream{}
-	b.seenIDs = map[string]bool{}
-	b.prevByID = map[string]*upstream{}
+	b.ups = make(map[string]*upstream, nUps)
+	b.upByID = make(map[string]*upstream, len(b.objs.upstreams))
+	b.seenIDs = make(map[string]bool, nUps)
+	b.prevByID = make(map[string]*upstream, nUps)
 	if b.prev != nil {
 		for _, up := range b.prev.upstreams {
 			if q := b.prevByID[up.id]; q == nil || up.checker != nil {
@@ -257,7 +263,14 @@ func (b *builder) build() *snapshot {
 	if b.prev != nil && b.prev.plainChain != nil && b.prev.plainFP == globalFP {
 		s.plainChain, s.plainFP = b.prev.plainChain, globalFP // see chain
 	}
-	tableRoutes := map[string][]router.Route[*route]{}
+	perTable := map[string]int{}
+	for _, o := range b.objs.routes {
+		perTable[o.Value.(*apisix.Route).Labels[apisix.LabelRouteConfig]]++
+	}
+	tableRoutes := make(map[string][]router.Route[*route], len(perTable))
+	for t, n := range perTable { // exact capacities: no growth garbage
+		tableRoutes[t] = make([]router.Route[*route], 0, n)
+	}
 	for _, o := range sortedObjs(b.objs.routes) {
 		id := idOf(o.Key)
 		r, err := b.route(id, o, global, globalFP)
