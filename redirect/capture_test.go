@@ -10,7 +10,7 @@ import (
 
 func mustInstall(t testing.TB, tp *topo, cfg Config) *Manager {
 	t.Helper()
-	m, err := NewManager(cfg, nsRunner(tp.app), nil)
+	m, err := NewManager(cfg, nsRunner(tp.App), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,12 +28,12 @@ func mustInstall(t testing.TB, tp *topo, cfg Config) *Manager {
 // proxy captured and with which original destination.
 func TestCaptureOutbound(t *testing.T) {
 	tp := newTopo(t)
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9001"))
-	httpServer(t, tp.listenIn(tp.srv, "tcp", ":8080"))
-	echoServer(tp.listenIn(tp.app, "tcp4", "127.0.0.1:7000"))
-	echoServer(tp.listenIn(tp.app, "tcp6", "[::1]:7000"))
-	echoServer(tp.listenIn(tp.app, "tcp", ":7001")) // the app's own service port
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9001"))
+	httpServer(t, tp.Listen(tp.Srv, "tcp", ":8080"))
+	echoServer(tp.Listen(tp.App, "tcp4", "127.0.0.1:7000"))
+	echoServer(tp.Listen(tp.App, "tcp6", "[::1]:7000"))
+	echoServer(tp.Listen(tp.App, "tcp", ":7001")) // the app's own service port
 
 	cfg := DefaultConfig()
 	cfg.ExcludeOutboundPorts = []uint16{9001}
@@ -43,8 +43,8 @@ func TestCaptureOutbound(t *testing.T) {
 
 	p := &testProxy{t: t}
 	// One dual-stack listener: IPv4 connections arrive IPv4-mapped.
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
-	p.serve(tp, "inbound", tp.listenIn(tp.app, "tcp", ":15006"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
+	p.serve(tp, "inbound", tp.Listen(tp.App, "tcp", ":15006"))
 
 	v4, v6 := func(port string) string { return srvIP4 + ":" + port }, func(port string) string { return "[" + srvIP6 + "]:" + port }
 	for _, tc := range []struct {
@@ -75,7 +75,7 @@ func TestCaptureOutbound(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.count()
-			c, err := tp.dialIn(tp.app, tc.fsuid, tc.dialer, tc.addr)
+			c, err := tp.Dial(tp.App, tc.fsuid, tc.dialer, tc.addr, dialTimeout)
 			if err != nil {
 				t.Fatalf("dial %s: %v", tc.addr, err)
 			}
@@ -105,7 +105,7 @@ func TestCaptureOutbound(t *testing.T) {
 	}
 	for _, addr := range []string{v4("8080"), v6("8080")} {
 		before := p.count()
-		body, err := tp.httpGet(tp.app, addr)
+		body, err := tp.httpGet(tp.App, addr)
 		if err != nil || !strings.HasPrefix(body, "hello from=") {
 			t.Fatalf("GET %s: %q %v", addr, body, err)
 		}
@@ -119,7 +119,7 @@ func TestCaptureOutbound(t *testing.T) {
 // 8082 not in the include list.
 func inboundServers(tp *topo) {
 	for _, port := range []string{":8080", ":8081", ":8082"} {
-		echoServer(tp.listenIn(tp.app, "tcp", port))
+		echoServer(tp.Listen(tp.App, "tcp", port))
 	}
 }
 
@@ -140,7 +140,7 @@ func checkInbound(t *testing.T, tp *topo, p *testProxy, tproxy bool) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.count()
-			c, err := tp.dialIn(tp.srv, 0, nil, tc.addr)
+			c, err := tp.Dial(tp.Srv, 0, nil, tc.addr, dialTimeout)
 			if err != nil {
 				t.Fatalf("dial %s: %v", tc.addr, err)
 			}
@@ -187,8 +187,8 @@ func TestCaptureInboundRedirect(t *testing.T) {
 	cfg.IncludeInboundPorts = []uint16{8080, 8081}
 	mustInstall(t, tp, cfg)
 	p := &testProxy{t: t}
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
-	p.serve(tp, "inbound", tp.listenIn(tp.app, "tcp", ":15006"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
+	p.serve(tp, "inbound", tp.Listen(tp.App, "tcp", ":15006"))
 	checkInbound(t, tp, p, false)
 }
 
@@ -204,11 +204,11 @@ func TestCaptureInboundTProxy(t *testing.T) {
 	cfg.IncludeInboundPorts = []uint16{8080, 8081}
 	mustInstall(t, tp, cfg)
 	p := &testProxy{t: t}
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
 	for _, n := range []struct{ network, addr string }{{"tcp4", "0.0.0.0:15006"}, {"tcp6", "[::]:15006"}} {
 		var ln net.Listener
 		var err error
-		inNS(t, tp.app, 0, func() { ln, err = ListenTransparent(context.Background(), n.network, n.addr) })
+		tp.In(tp.App, 0, func() { ln, err = ListenTransparent(context.Background(), n.network, n.addr) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,9 +218,9 @@ func TestCaptureInboundTProxy(t *testing.T) {
 	checkInbound(t, tp, p, true)
 
 	// Outbound capture still works in TPROXY mode.
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
 	before := p.count()
-	c, err := tp.dialIn(tp.app, 0, nil, srvIP4+":9000")
+	c, err := tp.Dial(tp.App, 0, nil, srvIP4+":9000", dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

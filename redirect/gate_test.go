@@ -23,7 +23,7 @@ func openGate(t *testing.T, tp *topo, m *Manager, timeout time.Duration) *Gate {
 		Queue:   m.Config().GateQueue,
 		Timeout: timeout,
 		Release: m.ReleaseGate,
-		NetNS:   tp.nsFD(tp.app),
+		NetNS:   tp.FD(tp.App),
 	})
 	if err != nil {
 		t.Fatalf("open gate: %v", err)
@@ -38,7 +38,7 @@ func openGate(t *testing.T, tp *topo, m *Manager, timeout time.Duration) *Gate {
 // connection fails at once instead of hanging on a queue nobody reads.
 func TestGateHoldsUntilReady(t *testing.T) {
 	tp := newTopo(t)
-	httpServer(t, tp.listenIn(tp.srv, "tcp", ":8080"))
+	httpServer(t, tp.Listen(tp.Srv, "tcp", ":8080"))
 	m := mustInstall(t, tp, gateConfig())
 	ctx := context.Background()
 
@@ -49,7 +49,7 @@ func TestGateHoldsUntilReady(t *testing.T) {
 	}
 	resc := make(chan result, 1)
 	go func() {
-		body, err := tp.httpGet(tp.app, srvIP4+":8080")
+		body, err := tp.httpGet(tp.App, srvIP4+":8080")
 		resc <- result{body, err, time.Now()}
 	}()
 	// The first SYN meets an unbound queue and is dropped; TCP retransmits
@@ -60,7 +60,7 @@ func TestGateHoldsUntilReady(t *testing.T) {
 		t.Fatalf("connection finished with no sidecar running: %q %v", r.body, r.err)
 	default:
 	}
-	sidecar := startHelper(t, tp.app, "gate-proxy", "GATE_QUEUE="+strconv.Itoa(int(m.Config().GateQueue)))
+	sidecar := startHelper(t, tp.App, "gate-proxy", "GATE_QUEUE="+strconv.Itoa(int(m.Config().GateQueue)))
 	sidecar.expect(t, "bound", 5*time.Second)
 	held := sidecar.expect(t, "holding", 6*time.Second)
 	sidecar.expect(t, "ready", 5*time.Second)
@@ -72,7 +72,7 @@ func TestGateHoldsUntilReady(t *testing.T) {
 
 	// The gate rule is gone; everything else is in place.
 	for _, f := range []Family{IPv4, IPv6} {
-		if s := tp.save(tp.app, f); strings.Contains(s, ChainGate) {
+		if s := tp.save(tp.App, f); strings.Contains(s, ChainGate) {
 			t.Fatalf("%s: gate still installed after Ready:\n%s", f, s)
 		}
 	}
@@ -84,7 +84,7 @@ func TestGateHoldsUntilReady(t *testing.T) {
 	// Kill the sidecar: a new connection is refused at once.
 	sidecar.kill()
 	start := time.Now()
-	_, err = tp.dialIn(tp.app, 0, nil, srvIP4+":8080")
+	_, err = tp.Dial(tp.App, 0, nil, srvIP4+":8080", dialTimeout)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial with the sidecar killed: %v, want connection refused", err)
 	}
@@ -98,7 +98,7 @@ func TestGateHoldsUntilReady(t *testing.T) {
 // Held, State and that nothing completes before Ready.
 func TestGateInProcess(t *testing.T) {
 	tp := newTopo(t)
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
 	m := mustInstall(t, tp, gateConfig())
 	g := openGate(t, tp, m, 0)
 	type result struct {
@@ -110,7 +110,7 @@ func TestGateInProcess(t *testing.T) {
 	resc := make(chan result, len(addrs))
 	for _, addr := range addrs {
 		go func() {
-			c, err := tp.dialIn(tp.app, 0, nil, addr)
+			c, err := tp.Dial(tp.App, 0, nil, addr, dialTimeout)
 			if err != nil {
 				resc <- result{addr, "", err, time.Now()}
 				return
@@ -128,7 +128,7 @@ func TestGateInProcess(t *testing.T) {
 		t.Fatalf("state %v", g.State())
 	}
 	p := &testProxy{t: t}
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
 	time.Sleep(100 * time.Millisecond) // still held: no verdict yet
 	select {
 	case r := <-resc:
@@ -157,13 +157,13 @@ func TestGateInProcess(t *testing.T) {
 // its timeout and deletes its rule.
 func TestGateTimeout(t *testing.T) {
 	tp := newTopo(t)
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
 	m := mustInstall(t, tp, gateConfig())
 	p := &testProxy{t: t}
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
 	g := openGate(t, tp, m, 300*time.Millisecond)
 	start := time.Now()
-	c, err := tp.dialIn(tp.app, 0, nil, srvIP4+":9000")
+	c, err := tp.Dial(tp.App, 0, nil, srvIP4+":9000", dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestGateTimeout(t *testing.T) {
 	if g.State() != GateTimedOut {
 		t.Fatalf("state %v, want timed-out", g.State())
 	}
-	if s := tp.save(tp.app, IPv4); strings.Contains(s, ChainGate) {
+	if s := tp.save(tp.App, IPv4); strings.Contains(s, ChainGate) {
 		t.Fatalf("gate rule left after timeout:\n%s", s)
 	}
 	if p.count() != 1 {

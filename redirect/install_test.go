@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // seedRules gives the app namespace rules of its own in every table and
@@ -25,7 +27,7 @@ func seedRules(t *testing.T, tp *topo) {
 			"-A PREROUTING -d " + dst + " -p udp -j RETURN\n" +
 			"-A OUTPUT -d " + dst + " -p udp -j RETURN\n" +
 			"COMMIT\n"
-		if _, err := nsRunner(tp.app).Run(context.Background(), []byte(in), f.binary("-restore"), "--noflush"); err != nil {
+		if _, err := nsRunner(tp.App).Run(context.Background(), []byte(in), f.binary("-restore"), "--noflush"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,15 +50,15 @@ func TestInstallIdempotentRemoveExact(t *testing.T) {
 
 func testInstallRemove(t *testing.T, seeded bool) {
 	tp := newTopo(t)
-	if !seeded && legacyIptables() {
+	if !seeded && netnstest.LegacyIptables() {
 		t.Skip("skipping: the legacy iptables backend keeps empty tables; remove cannot make a fresh namespace's iptables-save empty again")
 	}
 	if seeded {
 		seedRules(t, tp)
 	}
 	ctx := context.Background()
-	before := map[Family]string{IPv4: tp.save(tp.app, IPv4), IPv6: tp.save(tp.app, IPv6)}
-	rulesBefore := run(t, "ip", "-n", tp.app, "-4", "rule") + run(t, "ip", "-n", tp.app, "-6", "rule")
+	before := map[Family]string{IPv4: tp.save(tp.App, IPv4), IPv6: tp.save(tp.App, IPv6)}
+	rulesBefore := netnstest.Run(t, "ip", "-n", tp.App, "-4", "rule") + netnstest.Run(t, "ip", "-n", tp.App, "-6", "rule")
 
 	cfg := DefaultConfig()
 	cfg.InboundMode = InboundTProxy
@@ -64,7 +66,7 @@ func testInstallRemove(t *testing.T, seeded bool) {
 	cfg.ExcludeOutboundCIDRs = []netip.Prefix{netip.MustParsePrefix("10.250.7.0/24"), netip.MustParsePrefix("fd00:250:7::/48")}
 	cfg.IncludeInboundPorts = []uint16{8080, 8443}
 	m := mustInstall(t, tp, cfg)
-	first := map[Family]string{IPv4: tp.save(tp.app, IPv4), IPv6: tp.save(tp.app, IPv6)}
+	first := map[Family]string{IPv4: tp.save(tp.App, IPv4), IPv6: tp.save(tp.App, IPv6)}
 	for f, s := range first {
 		if !strings.Contains(s, ":"+ChainTProxy+" ") || !strings.Contains(s, ":"+ChainGate+" ") {
 			t.Fatalf("%s: chains missing after install:\n%s", f, s)
@@ -74,7 +76,7 @@ func testInstallRemove(t *testing.T, seeded bool) {
 		t.Fatal(err)
 	}
 	for f := range first {
-		if got := tp.save(tp.app, f); got != first[f] {
+		if got := tp.save(tp.App, f); got != first[f] {
 			t.Fatalf("%s: second install changed the ruleset:\n--- first\n%s--- second\n%s", f, first[f], got)
 		}
 	}
@@ -84,7 +86,7 @@ func testInstallRemove(t *testing.T, seeded bool) {
 	cfg2.ExcludeOutboundPorts = []uint16{22}
 	m2 := mustInstall(t, tp, cfg2)
 	for _, f := range []Family{IPv4, IPv6} {
-		s := tp.save(tp.app, f)
+		s := tp.save(tp.App, f)
 		if strings.Contains(s, ChainTProxy) || strings.Contains(s, ChainGate) || strings.Contains(s, ChainDivert) {
 			t.Fatalf("%s: chains of the old config left behind:\n%s", f, s)
 		}
@@ -100,14 +102,14 @@ func testInstallRemove(t *testing.T, seeded bool) {
 		t.Fatal(err)
 	}
 	for f := range before {
-		if got := tp.save(tp.app, f); got != before[f] {
+		if got := tp.save(tp.App, f); got != before[f] {
 			t.Fatalf("%s: ruleset after remove differs from before install:\n--- before\n%s--- after\n%s", f, before[f], got)
 		}
 	}
-	if got := run(t, "ip", "-n", tp.app, "-4", "rule") + run(t, "ip", "-n", tp.app, "-6", "rule"); got != rulesBefore {
+	if got := netnstest.Run(t, "ip", "-n", tp.App, "-4", "rule") + netnstest.Run(t, "ip", "-n", tp.App, "-6", "rule"); got != rulesBefore {
 		t.Fatalf("ip rules after remove:\n%s\nwant\n%s", got, rulesBefore)
 	}
-	if got := strings.TrimSpace(run(t, "ip", "-n", tp.app, "-4", "route", "show", "table", "133")); got != "" {
+	if got := strings.TrimSpace(netnstest.Run(t, "ip", "-n", tp.App, "-4", "route", "show", "table", "133")); got != "" {
 		t.Fatalf("TPROXY route left behind: %s", got)
 	}
 	// Removing again is a no-op.
@@ -124,12 +126,12 @@ func TestVerifyReportsDifferences(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.InboundMode = InboundTProxy
 	m := mustInstall(t, tp, cfg)
-	ns := []string{"ip", "netns", "exec", tp.app}
-	run(t, append(ns, "iptables", "-t", "nat", "-D", ChainOutput, "1")...)                           // the bypass-mark rule
-	run(t, append(ns, "iptables", "-t", "nat", "-A", ChainRedirect, "-p", "udp", "-j", "RETURN")...) // a stray rule
-	run(t, append(ns, "ip6tables", "-t", "mangle", "-D", "PREROUTING", "-p", "tcp", "-j", ChainInbound)...)
-	run(t, append(ns, "iptables", "-t", "nat", "-N", "MESHAGENT_STALE")...)
-	run(t, "ip", "-n", tp.app, "-6", "rule", "del", "fwmark", "0x53a", "lookup", "133")
+	ns := []string{"ip", "netns", "exec", tp.App}
+	netnstest.Run(t, append(ns, "iptables", "-t", "nat", "-D", ChainOutput, "1")...)                           // the bypass-mark rule
+	netnstest.Run(t, append(ns, "iptables", "-t", "nat", "-A", ChainRedirect, "-p", "udp", "-j", "RETURN")...) // a stray rule
+	netnstest.Run(t, append(ns, "ip6tables", "-t", "mangle", "-D", "PREROUTING", "-p", "tcp", "-j", ChainInbound)...)
+	netnstest.Run(t, append(ns, "iptables", "-t", "nat", "-N", "MESHAGENT_STALE")...)
+	netnstest.Run(t, "ip", "-n", tp.App, "-6", "rule", "del", "fwmark", "0x53a", "lookup", "133")
 
 	rep, err := m.Verify(ctx)
 	if !errors.Is(err, ErrNotInstalled) {
@@ -163,7 +165,7 @@ func TestShutdownModes(t *testing.T) {
 	for _, mode := range []ShutdownMode{ShutdownKeep, ShutdownRemove} {
 		t.Run(mode.String(), func(t *testing.T) {
 			tp := newTopo(t)
-			before := tp.save(tp.app, IPv4)
+			before := tp.save(tp.App, IPv4)
 			cfg := DefaultConfig()
 			cfg.Shutdown = mode
 			m := mustInstall(t, tp, cfg)
@@ -177,7 +179,7 @@ func TestShutdownModes(t *testing.T) {
 					t.Fatalf("rules gone after a keep shutdown: %v", err)
 				}
 			case ShutdownRemove:
-				if got := tp.save(tp.app, IPv4); got != before {
+				if got := tp.save(tp.App, IPv4); got != before {
 					t.Fatalf("rules left after a remove shutdown:\n%s", got)
 				}
 			}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // roleEnv selects a helper role for the test binary: the tests re-execute
@@ -94,7 +96,7 @@ func startHelper(t *testing.T, ns, role string, env ...string) *helper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", ns, exe)
+	cmd := netnstest.Cmd(ns, exe)
 	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

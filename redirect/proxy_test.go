@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // seenConn is what the test proxy observed about one captured connection.
@@ -51,21 +53,13 @@ func (p *testProxy) serve(tp *topo, name string, ln net.Listener) {
 			}
 			return dst, err
 		},
-		Dial: tp.nsDialer(tp.app, MarkedDialer(DefaultBypassMark)),
+		Dial: tp.Dialer(tp.App, MarkedDialer(DefaultBypassMark)),
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				if err := pt.Serve(context.Background(), c); err != nil {
-					p.t.Logf("proxy %s: %v", name, err)
-				}
-			}()
+	netnstest.Serve(ln, func(c net.Conn) {
+		if err := pt.Serve(context.Background(), c); err != nil {
+			p.t.Logf("proxy %s: %v", name, err)
 		}
-	}()
+	})
 }
 
 func (p *testProxy) count() int {
@@ -85,23 +79,15 @@ func (p *testProxy) last() seenConn {
 
 // echoServer answers each line with who it talked to.
 func echoServer(ln net.Listener) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "echo %s from=%s to=%s\n", strings.TrimSpace(line), addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
-			}()
+	netnstest.Serve(ln, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
 		}
-	}()
+		fmt.Fprintf(c, "echo %s from=%s to=%s\n", strings.TrimSpace(line), addrPort(c.RemoteAddr()), addrPort(c.LocalAddr()))
+	})
 }
 
 // httpServer answers every request with the client address it saw.
@@ -127,7 +113,7 @@ func echo(c net.Conn, msg string) (string, error) {
 // httpGet does one HTTP/1.1 GET over a connection dialed from ns.
 func (tp *topo) httpGet(ns, addr string) (string, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, a string) (net.Conn, error) {
-		return tp.dialIn(ns, 0, nil, a)
+		return tp.Dial(ns, 0, nil, a, dialTimeout)
 	}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}

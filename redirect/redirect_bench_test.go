@@ -29,10 +29,10 @@ func BenchmarkRender(b *testing.B) {
 // in the server namespace and the test proxy in the app namespace.
 func benchTopo(b *testing.B) (*topo, *testProxy) {
 	tp := newTopo(b)
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
 	mustInstall(b, tp, DefaultConfig())
 	p := &testProxy{t: b}
-	p.serve(tp, "outbound", tp.listenIn(tp.app, "tcp", ":15001"))
+	p.serve(tp, "outbound", tp.Listen(tp.App, "tcp", ":15001"))
 	return tp, p
 }
 
@@ -41,8 +41,8 @@ func benchTopo(b *testing.B) (*topo, *testProxy) {
 func BenchmarkOriginalDst(b *testing.B) {
 	tp := newTopo(b)
 	mustInstall(b, tp, DefaultConfig())
-	ln := tp.listenIn(tp.app, "tcp", ":15001")
-	echoServer(tp.listenIn(tp.srv, "tcp", ":9000"))
+	ln := tp.Listen(tp.App, "tcp", ":15001")
+	echoServer(tp.Listen(tp.Srv, "tcp", ":9000"))
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -50,7 +50,7 @@ func BenchmarkOriginalDst(b *testing.B) {
 			accepted <- c
 		}
 	}()
-	c, err := tp.dialIn(tp.app, 0, nil, srvIP4+":9000")
+	c, err := tp.Dial(tp.App, 0, nil, srvIP4+":9000", dialTimeout)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func BenchmarkConnectEcho(b *testing.B) {
 			}
 			b.ReportAllocs()
 			var berr error
-			inNS(b, tp.app, 0, func() {
+			tp.In(tp.App, 0, func() {
 				for b.Loop() {
 					c, err := d.DialContext(context.Background(), "tcp", srvIP4+":9000")
 					if err != nil {

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshagent/meshagent/redirect"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // BenchmarkCapturedConnect measures one short TCP exchange (connect, one
@@ -20,9 +22,9 @@ import (
 // the rules and `meshagent run --capture-outbound` (pass-through).
 func BenchmarkCapturedConnect(b *testing.B) {
 	tp := newTopo(b)
-	serveEcho(tp.listen(tp.srv, ":9000"))
-	tp.meshagent(tp.app, "redirect", "install")
-	b.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
+	serveEcho(tp.listen(tp.Srv, ":9000"))
+	tp.meshagent(tp.App, "redirect", "install")
+	tp.removeAtCleanup()
 	s := tp.startSidecar(sidecarArgs(b, "--log-level", "warn")...)
 	tp.waitReady(s)
 	marked := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -45,7 +47,7 @@ func BenchmarkCapturedConnect(b *testing.B) {
 			// not be called there: the error is reported here.
 			var err error
 			b.ResetTimer()
-			nerr := inNS(tp.app, func() {
+			nerr := netnstest.Do(tp.App, 0, func() {
 				buf := make([]byte, 256)
 				for i := 0; i < b.N && err == nil; i++ {
 					var c net.Conn

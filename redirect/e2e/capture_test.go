@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // adminAddr is the sidecar's admin address inside the app namespace
@@ -25,20 +27,12 @@ const adminAddr = "127.0.0.1:19901"
 // serveEcho answers every connection on ln with one line naming the
 // addresses the server saw, after reading one line from the client.
 func serveEcho(ln net.Listener) {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				fmt.Fprintf(c, "from=%s to=%s got=%s", c.RemoteAddr(), c.LocalAddr(), line)
-			}()
-		}
-	}()
+	netnstest.Serve(ln, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "from=%s to=%s got=%s", c.RemoteAddr(), c.LocalAddr(), line)
+	})
 }
 
 // serveHTTP answers every request with the addresses the server saw.
@@ -65,6 +59,7 @@ func (tp *topo) client(ns string, timeout time.Duration) *http.Client {
 	}}
 }
 
+// get does one GET of url from ns and returns the status and body.
 func (tp *topo) get(ns, url string, timeout time.Duration) (int, string, error) {
 	r, err := tp.client(ns, timeout).Get(url)
 	if err != nil {
@@ -75,17 +70,42 @@ func (tp *topo) get(ns, url string, timeout time.Duration) (int, string, error) 
 	return r.StatusCode, string(b), err
 }
 
+// getResult is the outcome of a GET started by getAsync.
+type getResult struct {
+	code int
+	body string
+	err  error
+	at   time.Time // when the GET finished
+}
+
+// getAsync starts tp.get in the background; the channel yields its result.
+func (tp *topo) getAsync(ns, url string, timeout time.Duration) <-chan getResult {
+	resc := make(chan getResult, 1)
+	go func() {
+		code, body, err := tp.get(ns, url, timeout)
+		resc <- getResult{code, body, err, time.Now()}
+	}()
+	return resc
+}
+
+// removeAtCleanup runs `meshagent redirect remove` in the app namespace
+// at cleanup, so a failed test leaves no rules behind in the namespace
+// before it is deleted.
+func (tp *topo) removeAtCleanup() {
+	tp.T.Cleanup(func() { _, _ = netnstest.Cmd(tp.App, meshagentBin, "redirect", "remove").CombinedOutput() })
+}
+
 // waitReady polls the sidecar's admin /ready until it answers 200.
 func (tp *topo) waitReady(s *sidecar) {
-	tp.t.Helper()
+	tp.T.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, _, _ := tp.get(tp.app, "http://"+adminAddr+"/ready", time.Second)
+		code, _, _ := tp.get(tp.App, "http://"+adminAddr+"/ready", time.Second)
 		if code == http.StatusOK {
 			return
 		}
 		if s.exited() || time.Now().After(deadline) {
-			tp.t.Fatalf("meshagent not ready (last /ready %d, exited %v):\n%s", code, s.exited(), s.out.String())
+			tp.T.Fatalf("meshagent not ready (last /ready %d, exited %v):\n%s", code, s.exited(), s.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -93,16 +113,16 @@ func (tp *topo) waitReady(s *sidecar) {
 
 // stats returns the data plane's counters from the admin /stats.
 func (tp *topo) stats() map[string]int64 {
-	tp.t.Helper()
-	code, body, err := tp.get(tp.app, "http://"+adminAddr+"/stats", 3*time.Second)
+	tp.T.Helper()
+	code, body, err := tp.get(tp.App, "http://"+adminAddr+"/stats", 3*time.Second)
 	if err != nil || code != http.StatusOK {
-		tp.t.Fatalf("/stats: %d %v %s", code, err, body)
+		tp.T.Fatalf("/stats: %d %v %s", code, err, body)
 	}
 	var v struct {
 		Dataplane map[string]int64 `json:"dataplane"`
 	}
 	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		tp.t.Fatalf("/stats: %v: %s", err, body)
+		tp.T.Fatalf("/stats: %v: %s", err, body)
 	}
 	return v.Dataplane
 }
@@ -141,12 +161,12 @@ func (tp *topo) saveBoth(ns string) [2]string {
 // redirect remove` then leaves iptables-save exactly as before install.
 func TestCapturePassThrough(t *testing.T) {
 	tp := newTopo(t)
-	serveHTTP(t, tp.listen(tp.srv, ":8080"))
-	serveEcho(tp.listen(tp.srv, ":9000"))
-	before := tp.saveBoth(tp.app)
-	tp.meshagent(tp.app, "redirect", "install")
-	t.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
-	tp.meshagent(tp.app, "redirect", "verify") // exits non-zero on any difference
+	serveHTTP(t, tp.listen(tp.Srv, ":8080"))
+	serveEcho(tp.listen(tp.Srv, ":9000"))
+	before := tp.saveBoth(tp.App)
+	tp.meshagent(tp.App, "redirect", "install")
+	tp.removeAtCleanup()
+	tp.meshagent(tp.App, "redirect", "verify") // exits non-zero on any difference
 
 	s := tp.startSidecar(sidecarArgs(t)...)
 	tp.waitReady(s)
@@ -165,7 +185,7 @@ func TestCapturePassThrough(t *testing.T) {
 			var reply string
 			switch cs.proto {
 			case "http":
-				code, body, err := tp.get(tp.app, "http://"+cs.dst+"/x", 5*time.Second)
+				code, body, err := tp.get(tp.App, "http://"+cs.dst+"/x", 5*time.Second)
 				if err != nil || code != http.StatusOK {
 					t.Fatalf("GET: %d %v %s", code, err, body)
 				}
@@ -174,7 +194,7 @@ func TestCapturePassThrough(t *testing.T) {
 					t.Fatalf("server saw the wrong Host: %s", body)
 				}
 			case "tcp":
-				c, err := tp.dial(tp.app, cs.dst, 5*time.Second)
+				c, err := tp.dial(tp.App, cs.dst, 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -212,7 +232,7 @@ func TestCapturePassThrough(t *testing.T) {
 	s = tp.startSidecar(sidecarArgs(t, "--capture-passthrough", "refuse")...)
 	tp.waitReady(s)
 	// The reset may arrive before connect(2) returns, or after.
-	c, err := tp.dial(tp.app, srvIP4+":9000", 5*time.Second)
+	c, err := tp.dial(tp.App, srvIP4+":9000", 5*time.Second)
 	if err == nil {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		// The socket reports the reset once: to the write if it
@@ -230,8 +250,8 @@ func TestCapturePassThrough(t *testing.T) {
 	}
 	s.kill()
 
-	tp.meshagent(tp.app, "redirect", "remove")
-	if after := tp.saveBoth(tp.app); after != before {
+	tp.meshagent(tp.App, "redirect", "remove")
+	if after := tp.saveBoth(tp.App); after != before {
 		t.Fatalf("iptables-save after remove differs from before install:\nbefore:\n%s\n%s\nafter:\n%s\n%s", before[0], before[1], after[0], after[1])
 	}
 }

@@ -22,27 +22,17 @@ import (
 // iptables-save exactly.
 func TestCaptureStartupGate(t *testing.T) {
 	tp := newTopo(t)
-	serveHTTP(t, tp.listen(tp.srv, ":8080"))
-	before := tp.saveBoth(tp.app)
-	tp.meshagent(tp.app, "redirect", "install", "--gate", "--gate-queue", "15007")
-	t.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
-	for i, s := range tp.saveBoth(tp.app) {
+	serveHTTP(t, tp.listen(tp.Srv, ":8080"))
+	before := tp.saveBoth(tp.App)
+	tp.meshagent(tp.App, "redirect", "install", "--gate", "--gate-queue", "15007")
+	tp.removeAtCleanup()
+	for i, s := range tp.saveBoth(tp.App) {
 		if !strings.Contains(s, redirect.ChainGate) {
 			t.Fatalf("family %d: gate rule not installed:\n%s", i, s)
 		}
 	}
 
-	type result struct {
-		code int
-		body string
-		err  error
-		at   time.Time
-	}
-	resc := make(chan result, 1)
-	go func() {
-		code, body, err := tp.get(tp.app, "http://"+srvIP4+":8080/early", 15*time.Second)
-		resc <- result{code, body, err, time.Now()}
-	}()
+	resc := tp.getAsync(tp.App, "http://"+srvIP4+":8080/early", 15*time.Second)
 	// Without the gate the SYN would be redirected to the closed port
 	// 15001 and refused within a millisecond.
 	time.Sleep(300 * time.Millisecond)
@@ -74,7 +64,7 @@ func TestCaptureStartupGate(t *testing.T) {
 	}
 
 	// After readiness the gate rule is gone, the rest of the capture stays.
-	for i, sv := range tp.saveBoth(tp.app) {
+	for i, sv := range tp.saveBoth(tp.App) {
 		if strings.Contains(sv, redirect.ChainGate) || !strings.Contains(sv, redirect.ChainOutput) {
 			t.Fatalf("family %d after readiness: want %s gone and %s kept:\n%s", i, redirect.ChainGate, redirect.ChainOutput, sv)
 		}
@@ -83,7 +73,7 @@ func TestCaptureStartupGate(t *testing.T) {
 	// meshagent killed: a new connection is refused at once.
 	s.kill()
 	start := time.Now()
-	_, err := tp.dial(tp.app, srvIP4+":8080", 5*time.Second)
+	_, err := tp.dial(tp.App, srvIP4+":8080", 5*time.Second)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial with meshagent killed: %v, want connection refused", err)
 	}
@@ -91,8 +81,8 @@ func TestCaptureStartupGate(t *testing.T) {
 		t.Fatalf("refusal took %v; the connection hung", d)
 	}
 
-	tp.meshagent(tp.app, "redirect", "remove")
-	if after := tp.saveBoth(tp.app); after != before {
+	tp.meshagent(tp.App, "redirect", "remove")
+	if after := tp.saveBoth(tp.App); after != before {
 		t.Fatalf("iptables-save after remove differs from before install:\nbefore:\n%s\n%s\nafter:\n%s\n%s", before[0], before[1], after[0], after[1])
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshagent/meshagent/redirect/netnstest"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/demo"
 )
@@ -18,10 +18,10 @@ import (
 // right now (queue_total in /proc/net/netfilter/nfnetlink_queue), or -1
 // when no program has bound the queue.
 func (tp *topo) queued(ns string, q int) int {
-	tp.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/netfilter/nfnetlink_queue").Output()
+	tp.T.Helper()
+	out, err := netnstest.Cmd(ns, "cat", "/proc/net/netfilter/nfnetlink_queue").Output()
 	if err != nil {
-		tp.t.Fatalf("nfnetlink_queue in %s: %v", ns, err)
+		tp.T.Fatalf("nfnetlink_queue in %s: %v", ns, err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
@@ -40,26 +40,16 @@ func (tp *topo) queued(ns string, q int) int {
 // it releases the gate and the connection completes, after the publish.
 func TestCaptureGateHoldsUntilXDSReady(t *testing.T) {
 	tp := newTopo(t)
-	serveHTTP(t, tp.listen(tp.srv, ":8080"))
+	serveHTTP(t, tp.listen(tp.Srv, ":8080"))
 	// go-control-plane's ADS server inside the app namespace, on
 	// loopback (never captured), with no snapshot yet.
-	cp := controlplane.Serve(tp.listen(tp.app, "127.0.0.1:0"), slog.New(slog.DiscardHandler))
+	cp := controlplane.Serve(tp.listen(tp.App, "127.0.0.1:0"), slog.New(slog.DiscardHandler))
 	t.Cleanup(cp.Stop)
 	const queue, node = 15008, "gate-e2e"
-	tp.meshagent(tp.app, "redirect", "install", "--gate", "--gate-queue", strconv.Itoa(queue))
-	t.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
+	tp.meshagent(tp.App, "redirect", "install", "--gate", "--gate-queue", strconv.Itoa(queue))
+	tp.removeAtCleanup()
 
-	type result struct {
-		code int
-		body string
-		err  error
-		at   time.Time
-	}
-	resc := make(chan result, 1)
-	go func() {
-		code, body, err := tp.get(tp.app, "http://"+srvIP4+":8080/early", 15*time.Second)
-		resc <- result{code, body, err, time.Now()}
-	}()
+	resc := tp.getAsync(tp.App, "http://"+srvIP4+":8080/early", 15*time.Second)
 	time.Sleep(100 * time.Millisecond)
 	s := tp.startSidecar("--xds", cp.Addr(), "--node-id", node, "--http-listen", "",
 		"--admin-listen", adminAddr, "--log-level", "info", "--capture-outbound", "0.0.0.0:15001",
@@ -67,9 +57,9 @@ func TestCaptureGateHoldsUntilXDSReady(t *testing.T) {
 	// The first SYN met an unbound queue and was dropped; its
 	// retransmission (about 1 s later) is held by meshagent's gate.
 	deadline := time.Now().Add(5 * time.Second)
-	for tp.queued(tp.app, queue) < 1 {
+	for tp.queued(tp.App, queue) < 1 {
 		if s.exited() || time.Now().After(deadline) {
-			t.Fatalf("the gate holds no packet (queue %d: %d):\n%s", queue, tp.queued(tp.app, queue), s.out.String())
+			t.Fatalf("the gate holds no packet (queue %d: %d):\n%s", queue, tp.queued(tp.App, queue), s.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -79,7 +69,7 @@ func TestCaptureGateHoldsUntilXDSReady(t *testing.T) {
 		t.Fatalf("connection finished while meshagent was not ready: %d %q %v", r.code, r.body, r.err)
 	default:
 	}
-	if code, _, _ := tp.get(tp.app, "http://"+adminAddr+"/ready", time.Second); code != http.StatusServiceUnavailable {
+	if code, _, _ := tp.get(tp.App, "http://"+adminAddr+"/ready", time.Second); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready %d before the xDS config, want 503", code)
 	}
 
@@ -99,7 +89,7 @@ func TestCaptureGateHoldsUntilXDSReady(t *testing.T) {
 	t.Logf("held connection completed %v after the xDS config was published", r.at.Sub(published))
 	tp.waitReady(s)
 	// The gate unbinds its queue right after releasing.
-	for deadline := time.Now().Add(3 * time.Second); tp.queued(tp.app, queue) != -1; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(3 * time.Second); tp.queued(tp.App, queue) != -1; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("queue %d still bound 3 s after readiness", queue)
 		}

@@ -28,14 +28,14 @@ func TestCaptureInbound(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			tp := newTopo(t)
-			serveEcho(tp.listen(tp.app, ":8080"))
-			tp.meshagent(tp.app, append([]string{"redirect", "install"}, mode.install...)...)
-			t.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
+			serveEcho(tp.listen(tp.App, ":8080"))
+			tp.meshagent(tp.App, append([]string{"redirect", "install"}, mode.install...)...)
+			tp.removeAtCleanup()
 			args := append([]string{"--capture-inbound", "0.0.0.0:15006", "--capture-mark", "0x539"}, mode.run...)
 			s := tp.startSidecar(sidecarArgs(t, args...)...)
 			tp.waitReady(s)
 			for i, dst := range []string{appIP4 + ":8080", "[" + appIP6 + "]:8080"} {
-				c, err := tp.dial(tp.srv, dst, 5*time.Second)
+				c, err := tp.dial(tp.Srv, dst, 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}

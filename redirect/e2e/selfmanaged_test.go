@@ -16,16 +16,16 @@ import (
 // rule it installed: iptables-save is then exactly as before.
 func TestCaptureSelfManaged(t *testing.T) {
 	tp := newTopo(t)
-	serveHTTP(t, tp.listen(tp.srv, ":8080"))
-	before := tp.saveBoth(tp.app)
-	t.Cleanup(func() { _, _ = nsCmd(tp.app, meshagentBin, "redirect", "remove").CombinedOutput() })
+	serveHTTP(t, tp.listen(tp.Srv, ":8080"))
+	before := tp.saveBoth(tp.App)
+	tp.removeAtCleanup()
 	s := tp.startSidecar(sidecarArgs(t, "--capture-install", "--capture-gate", "--capture-gate-queue", "15009")...)
 	tp.waitReady(s)
 	// Installed, and the gate already released (it may take a moment
 	// after /ready turns 200).
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		saved := tp.saveBoth(tp.app)
+		saved := tp.saveBoth(tp.App)
 		ok := true
 		for _, sv := range saved {
 			ok = ok && strings.Contains(sv, redirect.ChainOutput) && !strings.Contains(sv, redirect.ChainGate)
@@ -38,7 +38,7 @@ func TestCaptureSelfManaged(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	code, body, err := tp.get(tp.app, "http://"+srvIP4+":8080/self", 5*time.Second)
+	code, body, err := tp.get(tp.App, "http://"+srvIP4+":8080/self", 5*time.Second)
 	if err != nil || code != http.StatusOK || !strings.HasPrefix(body, "from="+appIP4+":") {
 		t.Fatalf("GET through self-managed capture: %d %q %v", code, body, err)
 	}
@@ -53,7 +53,7 @@ func TestCaptureSelfManaged(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("meshagent did not exit on SIGTERM:\n%s", s.out.String())
 	}
-	if after := tp.saveBoth(tp.app); after != before {
+	if after := tp.saveBoth(tp.App); after != before {
 		t.Fatalf("iptables-save after meshagent exited differs from before:\nbefore:\n%s\n%s\nafter:\n%s\n%s\n%s", before[0], before[1], after[0], after[1], s.out.String())
 	}
 }

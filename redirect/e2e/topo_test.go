@@ -2,15 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshagent/meshagent/redirect"
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // Test topology: an app namespace (the pod: app, meshagent, capture rules)
@@ -36,26 +32,16 @@ const (
 	proxyUID = redirect.DefaultProxyUID
 )
 
-var topoSeq atomic.Int32
-
-type topo struct {
-	t        testing.TB
-	app, srv string
-}
+// topo is the test topology with this package's helpers on it.
+type topo struct{ *netnstest.Topo }
 
 // needRoot skips unless the test can create namespaces and program
 // iptables, and the meshagent binary was built.
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces, iptables, NFQUEUE); CI runs tests as root")
-	}
-	for _, b := range []string{"ip", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("skipping: %s not found (apt-get install iptables iproute2)", b)
-		}
-	}
-	if out, _ := exec.Command("iptables", "--version").CombinedOutput(); strings.Contains(string(out), "legacy") {
+	netnstest.NeedRoot(t, "network namespaces, iptables, NFQUEUE")
+	netnstest.NeedBinaries(t, "ip", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore")
+	if netnstest.LegacyIptables() {
 		t.Skip("skipping: legacy iptables cannot delete a table again, so remove cannot restore iptables-save exactly; use the nf_tables backend")
 	}
 	if meshagentBin == "" {
@@ -63,131 +49,48 @@ func needRoot(t testing.TB) {
 	}
 }
 
-func run(t testing.TB, argv ...string) string {
-	t.Helper()
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
-	}
-	return string(out)
-}
-
 // newTopo creates both namespaces and the veth pair; deleting the
 // namespaces at cleanup deletes the pair and every rule in them.
 func newTopo(t testing.TB) *topo {
 	t.Helper()
 	needRoot(t)
-	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, topoSeq.Add(1))
-	tp := &topo{t: t, app: "mae-app-" + id, srv: "mae-srv-" + id}
-	for _, ns := range []string{tp.app, tp.srv} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("skipping: cannot create network namespaces here: %v %s", err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Logf("cleanup: ip netns del %s: %v %s", ns, err, out)
-			}
-		})
-	}
-	va, vs := "ea"+id, "es"+id
-	const appMAC, srvMAC = "02:00:0a:fb:00:02", "02:00:0a:fb:00:01"
-	run(t, "ip", "-n", tp.app, "link", "add", va, "address", appMAC, "type", "veth", "peer", "name", vs, "address", srvMAC, "netns", tp.srv)
-	for _, c := range [][]string{
-		{"-n", tp.app, "addr", "add", appIP4 + "/24", "dev", va},
-		{"-n", tp.app, "addr", "add", appIP6 + "/64", "dev", va, "nodad"},
-		{"-n", tp.app, "link", "set", va, "up"},
-		{"-n", tp.app, "link", "set", "lo", "up"},
-		{"-n", tp.srv, "addr", "add", srvIP4 + "/24", "dev", vs},
-		{"-n", tp.srv, "addr", "add", srvIP6 + "/64", "dev", vs, "nodad"},
-		{"-n", tp.srv, "link", "set", vs, "up"},
-		{"-n", tp.srv, "link", "set", "lo", "up"},
-		// Static neighbours: no lost first solicitation, no 1 s retry.
-		{"-n", tp.app, "neigh", "replace", srvIP4, "lladdr", srvMAC, "dev", va, "nud", "permanent"},
-		{"-n", tp.app, "neigh", "replace", srvIP6, "lladdr", srvMAC, "dev", va, "nud", "permanent"},
-		{"-n", tp.srv, "neigh", "replace", appIP4, "lladdr", appMAC, "dev", vs, "nud", "permanent"},
-		{"-n", tp.srv, "neigh", "replace", appIP6, "lladdr", appMAC, "dev", vs, "nud", "permanent"},
-	} {
-		run(t, append([]string{"ip"}, c...)...)
-	}
-	return tp
+	return &topo{netnstest.New(t, netnstest.Config{
+		Name: "mae",
+		Veth: "e",
+		App:  []string{appIP4 + "/24", appIP6 + "/64"},
+		Srv:  []string{srvIP4 + "/24", srvIP6 + "/64"},
+	})}
 }
 
-// inNS runs fn on a fresh OS thread that joined namespace ns; sockets fn
-// creates stay in ns, and a process fn starts is born in ns. The thread is
-// never handed back to the scheduler (it exits with the goroutine).
-func inNS(ns string, fn func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		fn()
-		errc <- nil
-	}()
-	return <-errc
-}
-
-// listen listens in namespace ns; the listener is closed at cleanup.
-func (tp *topo) listen(ns, addr string) net.Listener {
-	tp.t.Helper()
-	var ln net.Listener
-	var err error
-	if nerr := inNS(ns, func() { ln, err = net.Listen("tcp", addr) }); nerr != nil {
-		tp.t.Fatal(nerr)
-	}
-	if err != nil {
-		tp.t.Fatalf("listen %s in %s: %v", addr, ns, err)
-	}
-	tp.t.Cleanup(func() { ln.Close() })
-	return ln
-}
+// listen listens on TCP in namespace ns; the listener is closed at cleanup.
+func (tp *topo) listen(ns, addr string) net.Listener { return tp.Listen(ns, "tcp", addr) }
 
 // dial connects from namespace ns as root (so the connection is captured).
 func (tp *topo) dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var c net.Conn
-	var err error
-	if nerr := inNS(ns, func() { c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr) }); nerr != nil {
-		return nil, nerr
-	}
-	return c, err
-}
-
-// nsCmd returns `ip netns exec ns argv...`.
-func nsCmd(ns string, argv ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	return tp.Dial(ns, 0, nil, addr, timeout)
 }
 
 // meshagent runs the meshagent binary as root in ns (the redirect
 // subcommand) and returns its combined output.
 func (tp *topo) meshagent(ns string, args ...string) string {
-	tp.t.Helper()
-	out, err := nsCmd(ns, append([]string{meshagentBin}, args...)...).CombinedOutput()
+	tp.T.Helper()
+	out, err := netnstest.Cmd(ns, append([]string{meshagentBin}, args...)...).CombinedOutput()
 	if err != nil {
-		tp.t.Fatalf("meshagent %s: %v\n%s", strings.Join(args, " "), err, out)
+		tp.T.Fatalf("meshagent %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
 
 // save returns the normalized iptables-save (ip6tables-save for v6) of ns.
 func (tp *topo) save(ns string, v6 bool) string {
-	tp.t.Helper()
+	tp.T.Helper()
 	bin := "iptables-save"
 	if v6 {
 		bin = "ip6tables-save"
 	}
-	out, err := nsCmd(ns, bin).Output()
+	out, err := netnstest.Cmd(ns, bin).Output()
 	if err != nil {
-		tp.t.Fatalf("%s in %s: %v", bin, ns, err)
+		tp.T.Fatalf("%s in %s: %v", bin, ns, err)
 	}
 	return redirect.NormalizeSave(out)
 }
@@ -204,7 +107,7 @@ type sidecar struct {
 // iptables when it releases the gate) as its only capability. It is killed
 // by its PID at cleanup.
 func (tp *topo) startSidecar(args ...string) *sidecar {
-	tp.t.Helper()
+	tp.T.Helper()
 	cmd := exec.Command(meshagentBin, append([]string{"run"}, args...)...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -216,17 +119,15 @@ func (tp *topo) startSidecar(args ...string) *sidecar {
 	s := &sidecar{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	var err error
-	if nerr := inNS(tp.app, func() { err = cmd.Start() }); nerr != nil {
-		tp.t.Fatal(nerr)
-	}
+	tp.In(tp.App, 0, func() { err = cmd.Start() })
 	if err != nil {
-		tp.t.Fatalf("start meshagent run: %v", err)
+		tp.T.Fatalf("start meshagent run: %v", err)
 	}
 	go func() { _ = cmd.Wait(); close(s.done) }()
-	tp.t.Cleanup(func() {
+	tp.T.Cleanup(func() {
 		s.kill()
-		if tp.t.Failed() {
-			tp.t.Logf("meshagent run output:\n%s", s.out.String())
+		if tp.T.Failed() {
+			tp.T.Logf("meshagent run output:\n%s", s.out.String())
 		}
 	})
 	return s
