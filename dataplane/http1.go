@@ -199,9 +199,7 @@ var hopHeaders = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "Pr
 func (d *Dataplane) prepareH1(c *h1Ctx, up *upstream) {
 	r := &c.fc.Request
 	h := &r.Header
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	delHopRequest(h)
 	c.buf = c.buf[:0]
 	if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
 		c.buf = append(append(c.buf, prior...), ", "...)
@@ -274,7 +272,7 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 		if attempt > 0 {
 			d.stats.Retries.Add(1)
 		}
-		t0 := time.Now()
+		t0 := up.startTry()
 		// Event streams are relayed as they arrive (chunk by chunk, each
 		// flushed) instead of buffered; other responses are buffered,
 		// which keeps the common path allocation-free.
@@ -282,10 +280,7 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 		err = n.hc.Do(&fc.Request, &fc.Response)
 		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {
-			fc.Response.Header.ResetConnectionClose()
-			for _, k := range hopHeaders {
-				fc.Response.Header.Del(k)
-			}
+			c.buf = delHopResponse(&fc.Response.Header, c.buf)
 			c.applyPending()
 			return true
 		}
@@ -408,7 +403,7 @@ func (d *Dataplane) proxyWebsocket(c *h1Ctx, up *upstream) {
 func pipe(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		relay(dst, src)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		} else {
@@ -422,4 +417,37 @@ func pipe(a, b net.Conn) {
 	<-done
 	a.Close()
 	b.Close()
+}
+
+// relayBufSize is the copy buffer of relay; a read filling it marks a
+// bulk transfer.
+const relayBufSize = 16 << 10
+
+var relayBufPool = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+// relay copies src to dst until EOF or an error. Small exchanges (request
+// and response messages, echo) are copied through a pooled buffer with one
+// read and one write each; once a read fills the buffer the transfer is
+// bulk and the rest goes through io.CopyBuffer, which splices between two
+// *net.TCPConn (no copy through user space). Splicing costs two syscalls
+// and a pipe per chunk, more than read+write for small chunks.
+func relay(dst, src net.Conn) {
+	bp := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		if n == len(buf) {
+			_, _ = io.CopyBuffer(dst, src, buf)
+			return
+		}
+	}
 }

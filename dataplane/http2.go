@@ -190,7 +190,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		if attempt > 0 {
 			d.stats.Retries.Add(1)
 		}
-		t0 := time.Now()
+		t0 := up.startTry()
 		resp, err = rt.RoundTrip(out)
 		st := 0
 		if resp != nil {

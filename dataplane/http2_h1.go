@@ -145,7 +145,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		if attempt > 0 {
 			d.stats.Retries.Add(1)
 		}
-		t0 := time.Now()
+		t0 := up.startTry()
 		resp.StreamBody = stream
 		err = n.hc.Do(req, resp)
 		up.done(ni, t0, resp.StatusCode(), err)

@@ -33,7 +33,7 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 		if !ok {
 			break
 		}
-		t0 := time.Now()
+		t0 := up.startTry()
 		uc, err = net.DialTimeout("tcp", up.nodes[ni].addr, up.to.connect)
 		if err == nil {
 			picked = ni

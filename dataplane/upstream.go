@@ -93,6 +93,9 @@ type upstream struct {
 	// picker chooses nodes (dataplane/balancer); its per-node state
 	// (in-flight, EWMA) is shared by every runtime of the same upstream id.
 	picker balancer.Picker
+	// timed: the picker uses round-trip times (ewma); other balancers
+	// spare the request path its clock reads.
+	timed bool
 	// keySpec derives the chash key; nil for other balancers.
 	keySpec *balancer.KeySpec
 	// checker tracks node health (dataplane/health); hf is it as a
@@ -251,6 +254,7 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 			return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
 		}
 	}
+	up.timed = kind == balancer.EWMA
 	if up.picker, err = balancer.New(kind, bnodes, env.states); err != nil {
 		return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
 	}
@@ -277,8 +281,13 @@ func (u *upstream) start() {
 
 // done reports the outcome of one try on node idx to the
 // balancer and the passive health check.
+// start is the try's start time, zero when !u.timed (see startTry).
 func (u *upstream) done(idx int, start time.Time, status int, err error) {
-	u.picker.Done(idx, time.Since(start))
+	var rtt time.Duration
+	if u.timed {
+		rtt = time.Since(start)
+	}
+	u.picker.Done(idx, rtt)
 	if u.checker == nil {
 		return
 	}
@@ -290,6 +299,15 @@ func (u *upstream) done(idx int, start time.Time, status int, err error) {
 	default:
 		u.checker.Report(idx, 0, health.OutcomeTCPError)
 	}
+}
+
+// startTry returns the start time of a try, read only when the balancer
+// uses it.
+func (u *upstream) startTry() time.Time {
+	if u.timed {
+		return time.Now()
+	}
+	return time.Time{}
 }
 
 // connectError marks a failure to establish the upstream connection; it
