@@ -52,8 +52,8 @@ func (c *memConfig) applyGC(log *slog.Logger) {
 // rebuilds, and reclaiming inside a burst would only be undone.
 const settleDelay = time.Second
 
-// startReclaim returns memory once the process is ready and again each
-// time a burst of configuration changes has settled (the snapshot revision
+// startReclaim returns memory as soon as the process is ready and again
+// each time a burst of configuration changes has settled (the snapshot revision
 // unchanged for settleDelay): debug.FreeOSMemory hands the garbage of the
 // standalone file's parse and of the rebuilds back to the OS (the runtime's
 // background scavenger would keep it for minutes), and trimExecutable
@@ -67,16 +67,20 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 	go func() {
 		t := time.NewTicker(settleDelay / 4)
 		defer t.Stop()
-		var last int64
-		pending, quiet := true, time.Now()
-		for {
+		for !ready() {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			if !ready() {
-				continue
+		}
+		reclaim(log) // startup garbage and init-only pages, at once
+		last, pending, quiet := rev(), false, time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
 			if r := rev(); r != last {
 				last, pending, quiet = r, true, time.Now()

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // rssFileKB reads RssFile (file-backed resident pages) of this process.
@@ -74,5 +77,61 @@ func TestApplyGC(t *testing.T) {
 				t.Fatalf("GC percent %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// countHandler counts "memory reclaimed" records.
+type countHandler struct{ n *atomic.Int64 }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "memory reclaimed" {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+// Reclaim runs once when ready, again only after a revision change has
+// settled, and never while the process is not ready or when disabled.
+func TestStartReclaim(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("trimExecutable is Linux only")
+	}
+	var n atomic.Int64
+	var ready atomic.Bool
+	var rev atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := memConfig{trim: true}
+	c.startReclaim(ctx, ready.Load, rev.Load, slog.New(countHandler{&n}))
+	waitFor := func(want int64, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for n.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := n.Load(); got != want {
+			t.Fatalf("%d reclaims, want %d", got, want)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	waitFor(0, 0) // not ready: nothing
+	ready.Store(true)
+	waitFor(1, 2*time.Second) // at once when ready
+	time.Sleep(settleDelay + 300*time.Millisecond)
+	waitFor(1, 0) // no change: no second reclaim
+	rev.Store(7)
+	time.Sleep(settleDelay / 2)
+	waitFor(1, 0) // not settled yet
+	waitFor(2, 3*settleDelay)
+
+	var off atomic.Int64
+	c = memConfig{trim: false}
+	c.startReclaim(ctx, func() bool { return true }, rev.Load, slog.New(countHandler{&off}))
+	time.Sleep(500 * time.Millisecond)
+	if off.Load() != 0 {
+		t.Fatal("reclaim ran with --memory-trim=false")
 	}
 }
