@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -218,6 +219,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// state returns the protocol state of kind k.
 func (c *Client) state(k translate.Kind) *typeState { return c.types[k] }
 
 // decided records the outcome of one response under the lock.
@@ -300,7 +302,7 @@ func (c *Client) missing() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
-	for _, k := range []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret} {
+	for _, k := range namedKinds {
 		for _, n := range c.o.Handler.Wanted(k) {
 			if _, ok := c.types[k].known[n]; !ok {
 				out = append(out, k.String()+"/"+n)
@@ -310,6 +312,8 @@ func (c *Client) missing() []string {
 	return out
 }
 
+// complete reports whether the client is not yet ready but has the first
+// complete config: CDS and LDS applied and every name they refer to known.
 func (c *Client) complete() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -319,7 +323,7 @@ func (c *Client) complete() bool {
 	if !c.types[translate.KindCluster].firstDone || !c.types[translate.KindListener].firstDone {
 		return false
 	}
-	for _, k := range []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret} {
+	for _, k := range namedKinds {
 		known := c.types[k].known
 		for _, n := range c.o.Handler.Wanted(k) {
 			if _, ok := known[n]; !ok {
@@ -339,25 +343,13 @@ func (c *Client) wantedChange(ts *typeState) ([]string, bool) {
 	if len(want) == 0 {
 		return nil, false
 	}
-	if ts.sent && equalStrings(want, ts.subs) {
+	if ts.sent && slices.Equal(want, ts.subs) {
 		return nil, false
 	}
 	return want, true
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// diff returns names in a but not in b (both sorted).
+// diff returns the names in a that are not in b, in a's order.
 func diff(a, b []string) []string {
 	var out []string
 	set := make(map[string]struct{}, len(b))

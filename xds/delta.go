@@ -22,15 +22,12 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (got b
 	}
 	first := true
 	send := func(req *discoveryv3.DeltaDiscoveryRequest, ts *typeState) error {
+		c.mu.Lock()
 		if first {
 			req.Node = c.o.Node
 			first = false
 		}
-		c.mu.Lock()
-		ts.sent = true
-		if ts.state == StateIdle {
-			ts.state = StateRequested
-		}
+		c.markSentLocked(ts)
 		c.mu.Unlock()
 		if err := stream.Send(req); err != nil {
 			return fmt.Errorf("xds: send %s delta request: %w", ts.kind, err)
@@ -86,26 +83,7 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (got b
 	if err := resubscribe(); err != nil {
 		return false, err
 	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("xds: receive: %w", err)
-		}
-		if !got {
-			got = true
-			c.mu.Lock()
-			c.connected = true
-			c.mu.Unlock()
-		}
-		k, ok := translate.KindOf(resp.GetTypeUrl())
-		if !ok {
-			c.log.Warn("xds: delta response of an unrequested type ignored", "type_url", resp.GetTypeUrl())
-			continue
-		}
-		ts := c.state(k)
-		c.mu.Lock()
-		ts.nonce = resp.GetNonce()
-		c.mu.Unlock()
+	return receive(ctx, c, stream.Recv, func(ts *typeState, resp *discoveryv3.DeltaDiscoveryResponse) error {
 		applyErr := c.applyDelta(ctx, ts, resp)
 		version := resp.GetSystemVersionInfo()
 		if version == "" {
@@ -113,19 +91,16 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (got b
 		}
 		c.decided(ts, version, applyErr)
 		if applyErr != nil {
-			c.log.Error("xds: NACK", "type", k.String(), "nonce", resp.GetNonce(), "err", applyErr)
+			c.log.Error("xds: NACK", "type", ts.kind.String(), "nonce", resp.GetNonce(), "err", applyErr)
 		}
-		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: k.TypeURL(), ResponseNonce: resp.GetNonce(), ErrorDetail: nackDetail(applyErr)}
-		if err := send(ack, ts); err != nil {
-			return got, err
-		}
-		if err := resubscribe(); err != nil {
-			return got, err
-		}
-		c.checkReady(ctx)
-	}
+		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: ts.kind.TypeURL(), ResponseNonce: resp.GetNonce(), ErrorDetail: nackDetail(applyErr)}
+		return send(ack, ts)
+	}, resubscribe)
 }
 
+// applyDelta applies one incremental response: the resources it carries
+// (a name without a body, or one listed as removed, is removed; a TTL
+// heartbeat changes nothing).
 func (c *Client) applyDelta(ctx context.Context, ts *typeState, resp *discoveryv3.DeltaDiscoveryResponse) error {
 	var upserts []translate.Resource
 	var removals []string
@@ -146,26 +121,13 @@ func (c *Client) applyDelta(ctx context.Context, ts *typeState, resp *discoveryv
 		if r.GetName() != "" && r.GetName() != res.Name {
 			return fmt.Errorf("xds: resources[%d]: name %q differs from the %s's own name %q", i, r.GetName(), ts.kind, res.Name)
 		}
-		if _, dup := seen[res.Name]; dup {
-			return fmt.Errorf("xds: %s %q appears twice in one response", ts.kind, res.Name)
+		if upserts, err = addUnique(ts, seen, upserts, res); err != nil {
+			return err
 		}
-		seen[res.Name] = struct{}{}
-		upserts = append(upserts, res)
 	}
 	removals = append(removals, resp.GetRemovedResources()...)
 	for _, rn := range resp.GetRemovedResourceNames() {
 		removals = append(removals, rn.GetName())
 	}
-	if err := c.o.Handler.Apply(ctx, ts.kind, upserts, removals); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range upserts {
-		ts.known[r.Name] = r.Version
-	}
-	for _, n := range removals {
-		delete(ts.known, n)
-	}
-	return nil
+	return c.commit(ctx, ts, upserts, removals)
 }

@@ -5,42 +5,13 @@ import (
 	"fmt"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/meshagent/meshagent/xds/translate"
 )
 
 // typeResourceWrapper wraps SotW resources that carry a TTL.
 const typeResourceWrapper = "type.googleapis.com/envoy.service.discovery.v3.Resource"
-
-// namedKinds are subscribed by name, in warming order.
-var namedKinds = []translate.Kind{translate.KindEndpoints, translate.KindRouteConfig, translate.KindSecret}
-
-// decodeAny decodes one resource of kind k.
-func decodeAny(k translate.Kind, a *anypb.Any, version string) (translate.Resource, error) {
-	if a.GetTypeUrl() != k.TypeURL() {
-		return translate.Resource{}, fmt.Errorf("xds: resource of type %s in a %s response", a.GetTypeUrl(), k.TypeURL())
-	}
-	m := k.NewMessage()
-	if err := a.UnmarshalTo(m); err != nil {
-		return translate.Resource{}, fmt.Errorf("xds: %s resource: %w", k, err)
-	}
-	name := translate.ResourceName(m)
-	if name == "" {
-		return translate.Resource{}, fmt.Errorf("xds: %s resource without a name", k)
-	}
-	return translate.Resource{Name: name, Version: version, Msg: m}, nil
-}
-
-func nackDetail(err error) *status.Status {
-	if err == nil {
-		return nil
-	}
-	return &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
-}
 
 // sotwSession runs one state-of-the-world ADS stream. got reports whether
 // any response arrived (the backoff then restarts from its minimum).
@@ -65,10 +36,7 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (got bo
 			req.Node = c.o.Node
 			first = false
 		}
-		ts.sent = true
-		if ts.state == StateIdle {
-			ts.state = StateRequested
-		}
+		c.markSentLocked(ts)
 		c.mu.Unlock()
 		if err := stream.Send(req); err != nil {
 			return fmt.Errorf("xds: send %s request: %w", ts.kind, err)
@@ -80,48 +48,24 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (got bo
 			return false, err
 		}
 	}
-	if err := c.sotwResubscribe(ctx, send); err != nil {
+	resubscribe := func() error { return c.sotwResubscribe(ctx, send) }
+	if err := resubscribe(); err != nil {
 		return false, err
 	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return got, fmt.Errorf("xds: receive: %w", err)
-		}
-		if !got {
-			got = true
-			c.mu.Lock()
-			c.connected = true
-			c.mu.Unlock()
-		}
-		k, ok := translate.KindOf(resp.GetTypeUrl())
-		if !ok {
-			c.log.Warn("xds: response of an unrequested type ignored", "type_url", resp.GetTypeUrl())
-			continue
-		}
-		ts := c.state(k)
-		c.mu.Lock()
-		ts.nonce = resp.GetNonce()
-		c.mu.Unlock()
+	return receive(ctx, c, stream.Recv, func(ts *typeState, resp *discoveryv3.DiscoveryResponse) error {
 		applyErr := c.applySotw(ctx, ts, resp)
 		c.decided(ts, resp.GetVersionInfo(), applyErr)
 		if applyErr != nil {
-			c.log.Error("xds: NACK", "type", k.String(), "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(), "err", applyErr)
+			c.log.Error("xds: NACK", "type", ts.kind.String(), "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(), "err", applyErr)
 		} else {
-			c.log.Debug("xds: ACK", "type", k.String(), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
+			c.log.Debug("xds: ACK", "type", ts.kind.String(), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
 		}
 		var names []string
 		if !ts.wildcard {
 			names = ts.subs
 		}
-		if err := send(ts, names, applyErr); err != nil {
-			return got, err
-		}
-		if err := c.sotwResubscribe(ctx, send); err != nil {
-			return got, err
-		}
-		c.checkReady(ctx)
-	}
+		return send(ts, names, applyErr)
+	}, resubscribe)
 }
 
 // sotwResubscribe sends a request for each named type whose wanted set
@@ -155,28 +99,9 @@ func (c *Client) sotwResubscribe(ctx context.Context, send func(*typeState, []st
 	return nil
 }
 
-// dropUnwanted removes resources no longer subscribed.
-func (c *Client) dropUnwanted(ctx context.Context, ts *typeState, gone []string) {
-	var rm []string
-	for _, n := range gone {
-		if _, ok := ts.known[n]; ok {
-			rm = append(rm, n)
-		}
-	}
-	if len(rm) == 0 {
-		return
-	}
-	if err := c.o.Handler.Apply(ctx, ts.kind, nil, rm); err != nil {
-		c.log.Error("xds: dropping unsubscribed resources failed", "type", ts.kind.String(), "err", err)
-		return
-	}
-	c.mu.Lock()
-	for _, n := range rm {
-		delete(ts.known, n)
-	}
-	c.mu.Unlock()
-}
-
+// applySotw applies one state-of-the-world response: every resource of a
+// wildcard type (those missing are removed), or the subscribed ones of a
+// named type (others are ignored).
 func (c *Client) applySotw(ctx context.Context, ts *typeState, resp *discoveryv3.DiscoveryResponse) error {
 	version := resp.GetVersionInfo()
 	upserts := make([]translate.Resource, 0, len(resp.GetResources()))
@@ -213,11 +138,9 @@ func (c *Client) applySotw(ctx context.Context, ts *typeState, resp *discoveryv3
 				continue // not (or no longer) subscribed
 			}
 		}
-		if _, dup := seen[r.Name]; dup {
-			return fmt.Errorf("xds: %s %q appears twice in one response", ts.kind, r.Name)
+		if upserts, err = addUnique(ts, seen, upserts, r); err != nil {
+			return err
 		}
-		seen[r.Name] = struct{}{}
-		upserts = append(upserts, r)
 	}
 	var removals []string
 	if ts.wildcard {
@@ -227,16 +150,5 @@ func (c *Client) applySotw(ctx context.Context, ts *typeState, resp *discoveryv3
 			}
 		}
 	}
-	if err := c.o.Handler.Apply(ctx, ts.kind, upserts, removals); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range upserts {
-		ts.known[r.Name] = version
-	}
-	for _, n := range removals {
-		delete(ts.known, n)
-	}
-	return nil
+	return c.commit(ctx, ts, upserts, removals)
 }
