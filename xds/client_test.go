@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,28 +17,10 @@ import (
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/translate"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
 const testNode = "sidecar~127.0.0.1~test.default~default.svc.cluster.local"
-
-func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("XDS_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // storeJSON returns the objects under prefix, decoded as generic JSON.
 func storeJSON(t testing.TB, st store.Store, prefix string) map[string]map[string]any {
@@ -81,7 +61,7 @@ type harness struct {
 
 func newHarness(t *testing.T, delta bool) *harness {
 	t.Helper()
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +73,8 @@ func newHarness(t *testing.T, delta bool) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := NewApplier(st, ApplierOptions{Logger: testLogger(t)})
-	cl, err := New(Options{Addr: cp.Addr(), Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
+	app := NewApplier(st, ApplierOptions{Logger: xdstest.Logger(t)})
+	cl, err := New(Options{Addr: cp.Addr(), Delta: delta, Node: node, Handler: app, Logger: xdstest.Logger(t),
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +106,20 @@ func baseConfig(backendA, backendB string) controlplane.Resources {
 	}
 }
 
+// startClient creates a client with opts and runs it until stop is
+// called; stop waits for Run to return.
+func startClient(t testing.TB, opts Options) (cl *Client, stop func()) {
+	t.Helper()
+	cl, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cl.Run(ctx) }()
+	return cl, func() { cancel(); <-done }
+}
+
 func statusOf(c *Client, k translate.Kind) TypeStatus {
 	for _, ts := range c.Status().Types {
 		if ts.TypeURL == k.TypeURL() {
@@ -148,11 +142,7 @@ func TestClientLifecycle(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Initial sync.
-			select {
-			case <-h.cl.ReadyCh():
-			case <-time.After(10 * time.Second):
-				t.Fatalf("not ready; status %+v", h.cl.Status())
-			}
+			xdstest.WaitReady(t, h.cl, "")
 			ups := storeJSON(t, h.st, translate.PrefixUpstreams)
 			if got := nodesOf(ups[translate.PrefixUpstreams+"svc-a"]); strings.Join(got, ",") != "127.0.0.1:9001/p<nil>" {
 				t.Fatalf("svc-a nodes %v (upstreams %v)", got, ups)
@@ -179,7 +169,7 @@ func TestClientLifecycle(t *testing.T) {
 			if err := h.cp.SetSnapshot(ctx, testNode, "v2", cfg); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "endpoint update", func() bool {
+			xdstest.Eventually(t, "endpoint update", func() bool {
 				got := nodesOf(storeJSON(t, h.st, translate.PrefixUpstreams)[translate.PrefixUpstreams+"svc-a"])
 				return strings.Join(got, ",") == "127.0.0.1:9011/p<nil>,127.0.0.1:9012/p-1"
 			})
@@ -197,13 +187,13 @@ func TestClientLifecycle(t *testing.T) {
 			if err := h.cp.SetSnapshot(ctx, testNode, "v3", cfg); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "removal", func() bool {
+			xdstest.Eventually(t, "removal", func() bool {
 				_, ok := storeJSON(t, h.st, translate.PrefixUpstreams)[translate.PrefixUpstreams+"svc-b"]
 				return !ok && len(storeJSON(t, h.st, translate.PrefixRoutes)) == 1
 			})
 
 			// A bad resource: NACKed with its detail, old config kept.
-			eventually(t, "v3 acked", func() bool { return statusOf(h.cl, translate.KindRouteConfig).Version == "v3" })
+			xdstest.Eventually(t, "v3 acked", func() bool { return statusOf(h.cl, translate.KindRouteConfig).Version == "v3" })
 			rev = h.st.Rev()
 			bad := baseConfig("127.0.0.1:9011", "127.0.0.1:9002")
 			bad.Clusters, bad.Endpoints = cfg.Clusters, cfg.Endpoints
@@ -217,7 +207,7 @@ func TestClientLifecycle(t *testing.T) {
 			if err := h.cp.SetSnapshot(ctx, testNode, "v4", bad); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "NACK", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateNACKed })
+			xdstest.Eventually(t, "NACK", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateNACKed })
 			s := statusOf(h.cl, translate.KindRouteConfig)
 			for _, want := range []string{`route_configuration "routes-8080"`, "routes[0] (broken)", "match.safe_regex", "does not compile"} {
 				if !strings.Contains(s.NACKMessage, want) {
@@ -227,7 +217,7 @@ func TestClientLifecycle(t *testing.T) {
 			if s.Version != "v3" {
 				t.Errorf("version after NACK = %q, want the last ACKed v3", s.Version)
 			}
-			eventually(t, "NACK at the server", func() bool { return len(h.cp.NACKs()) > 0 })
+			xdstest.Eventually(t, "NACK at the server", func() bool { return len(h.cp.NACKs()) > 0 })
 			if !strings.Contains(h.cp.NACKs()[0], "does not compile") {
 				t.Errorf("server saw error_detail %q", h.cp.NACKs()[0])
 			}
@@ -243,29 +233,29 @@ func TestClientLifecycle(t *testing.T) {
 			if err := h.cp.SetSnapshot(ctx, testNode, "v5", cfg); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "v5", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateACKed })
+			xdstest.Eventually(t, "v5", func() bool { return statusOf(h.cl, translate.KindRouteConfig).State == StateACKed })
 			rev = h.st.Rev()
 			addr := h.cp.Addr()
 			h.cp.Stop()
-			eventually(t, "disconnect", func() bool { return !h.cl.Status().Connected })
+			xdstest.Eventually(t, "disconnect", func() bool { return !h.cl.Status().Connected })
 			if len(storeJSON(t, h.st, translate.PrefixRoutes)) != 1 || !h.cl.Ready() {
 				t.Fatal("config not kept while disconnected")
 			}
 			var lis net.Listener
-			eventually(t, "rebind", func() bool {
+			xdstest.Eventually(t, "rebind", func() bool {
 				var err error
 				lis, err = net.Listen("tcp", addr)
 				return err == nil
 			})
-			h.cp = controlplane.Serve(lis, testLogger(t))
+			h.cp = controlplane.Serve(lis, xdstest.Logger(t))
 			if err := h.cp.SetSnapshot(ctx, testNode, "v6", cfg); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "resync", func() bool {
+			xdstest.Eventually(t, "resync", func() bool {
 				st := h.cl.Status()
 				return st.Connected && st.Reconnect > 0 && statusOf(h.cl, translate.KindCluster).ACKs > 0 && len(h.cp.Requests()) >= 4
 			})
-			eventually(t, "resync acked", func() bool {
+			xdstest.Eventually(t, "resync acked", func() bool {
 				return statusOf(h.cl, translate.KindListener).State == StateACKed && statusOf(h.cl, translate.KindEndpoints).State == StateACKed
 			})
 			// The first CDS request of the new stream carries what is known.
@@ -325,7 +315,7 @@ func checkWarmingOrder(t *testing.T, reqs []controlplane.Request) {
 // a persisted store) does not rewrite objects that are still current and
 // deletes, before reporting ready, those the control plane no longer has.
 func TestRestartOverExistingStore(t *testing.T) {
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,19 +331,9 @@ func TestRestartOverExistingStore(t *testing.T) {
 		if err := cp.SetSnapshot(context.Background(), testNode, version, cfg); err != nil {
 			t.Fatal(err)
 		}
-		cl, err := New(Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = cl.Run(ctx) }()
-		defer func() { cancel(); <-done }()
-		select {
-		case <-cl.ReadyCh():
-		case <-time.After(10 * time.Second):
-			t.Fatalf("not ready: %+v", cl.Status())
-		}
+		cl, stop := startClient(t, Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: xdstest.Logger(t)})
+		defer stop()
+		xdstest.WaitReady(t, cl, "")
 	}
 	run("v1", baseConfig("127.0.0.1:9001", "127.0.0.1:9002"))
 	modRev := func(key string) int64 {
@@ -392,7 +372,7 @@ func TestInitialFetchTimeout(t *testing.T) {
 		ready   bool
 	}{{300 * time.Millisecond, true}, {-1, false}} {
 		t.Run(c.timeout.String(), func(t *testing.T) {
-			cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+			cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -408,14 +388,8 @@ func TestInitialFetchTimeout(t *testing.T) {
 			}
 			defer st.Close()
 			node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
-			cl, err := New(Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: testLogger(t), InitialFetchTimeout: c.timeout})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); _ = cl.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			cl, stop := startClient(t, Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: xdstest.Logger(t), InitialFetchTimeout: c.timeout})
+			defer stop()
 			select {
 			case <-cl.ReadyCh():
 				if !c.ready {

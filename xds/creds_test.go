@@ -2,14 +2,9 @@ package xds
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,28 +20,17 @@ import (
 
 	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds/controlplane"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
 // testPKI returns a CA PEM and a server certificate for 127.0.0.1 signed by it.
 func testPKI(t *testing.T) ([]byte, tls.Certificate) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "istiod"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ca := xdstest.NewCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "test-ca"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil)
+	srv := xdstest.NewCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "istiod"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, ca)
+	return ca.CertPEM(), srv.TLS()
 }
 
 // TestTLSAndRotatingToken: TLS to the control plane with a CA file, a
@@ -74,7 +58,7 @@ func TestTLSAndRotatingToken(t *testing.T) {
 		return h(srv, ss)
 	})
 	creds := grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t), creds, auth)
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t), creds, auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,20 +73,10 @@ func TestTLSAndRotatingToken(t *testing.T) {
 	}
 	defer st.Close()
 	node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
-	cl, err := New(Options{Addr: addr, TLSCAFile: caFile, TokenFile: tokFile, Node: node, Handler: NewApplier(st, ApplierOptions{}),
-		Logger: testLogger(t), BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- cl.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-cl.ReadyCh():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("not ready over TLS with token: %+v", cl.Status())
-	}
+	cl, stop := startClient(t, Options{Addr: addr, TLSCAFile: caFile, TokenFile: tokFile, Node: node, Handler: NewApplier(st, ApplierOptions{}),
+		Logger: xdstest.Logger(t), BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
+	defer stop()
+	xdstest.WaitReady(t, cl, "over TLS with token")
 
 	// Rotate: the server now only accepts token-2; the client re-reads the
 	// file on its next stream.
@@ -112,13 +86,13 @@ func TestTLSAndRotatingToken(t *testing.T) {
 	want.Store("Bearer token-2-rotated")
 	cp.Stop()
 	var lis net.Listener
-	eventually(t, "rebind", func() bool { lis, err = net.Listen("tcp", addr); return err == nil })
-	cp = controlplane.Serve(lis, testLogger(t), creds, auth)
+	xdstest.Eventually(t, "rebind", func() bool { lis, err = net.Listen("tcp", addr); return err == nil })
+	cp = controlplane.Serve(lis, xdstest.Logger(t), creds, auth)
 	defer cp.Stop()
 	if err := cp.SetSnapshot(context.Background(), testNode, "v2", cfg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "resync with the rotated token", func() bool {
+	xdstest.Eventually(t, "resync with the rotated token", func() bool {
 		return statusOf(cl, 0).Version == "v2"
 	})
 	if rejected.Load() != 0 {

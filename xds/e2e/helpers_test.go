@@ -5,32 +5,11 @@ package e2e
 
 import (
 	"net"
+	"testing"
 
 	"github.com/meshagent/meshagent/xds/translate"
-	"log/slog"
-	"os"
-	"testing"
-	"time"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
-
-func testLogger(testing.TB) *slog.Logger {
-	if os.Getenv("XDS_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // listenerAddrs is what waitListeners needs of the data plane.
 type listenerAddrs interface {
@@ -41,7 +20,7 @@ type listenerAddrs interface {
 // translated from the named xDS listeners.
 func waitListeners(t testing.TB, dp listenerAddrs, names ...string) {
 	t.Helper()
-	eventually(t, "listeners bound", func() bool {
+	xdstest.Eventually(t, "listeners bound", func() bool {
 		for _, n := range names {
 			if _, ok := dp.ListenerAddr(translate.ObjectID(n)); !ok {
 				return false

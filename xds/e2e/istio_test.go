@@ -26,6 +26,7 @@ import (
 	"github.com/meshagent/meshagent/xds"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/translate"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
 // istioConfig is shaped like istiod's output for a sidecar calling the
@@ -101,7 +102,7 @@ func TestIstioShapedSnapshot(t *testing.T) {
 	outbound, svcPort, dbPort, inbound := freePort(t), freePort(t), freePort(t), freePort(t)
 	_, ap, _ := net.SplitHostPort(app)
 	appPort, _ := strconv.Atoi(ap)
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,13 +131,13 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	app2 := xds.NewApplier(st, xds.ApplierOptions{Logger: testLogger(t)})
-	cl, err := xds.New(xds.Options{Addr: cp.Addr(), Node: n, Handler: app2, Logger: testLogger(t)})
+	app2 := xds.NewApplier(st, xds.ApplierOptions{Logger: xdstest.Logger(t)})
+	cl, err := xds.New(xds.Options{Addr: cp.Addr(), Node: n, Handler: app2, Logger: xdstest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var odst atomic.Value
-	dp, err := dataplane.New(dataplane.Options{Source: st, Logger: testLogger(t), OriginalDst: func(net.Conn) (netip.AddrPort, error) {
+	dp, err := dataplane.New(dataplane.Options{Source: st, Logger: xdstest.Logger(t), OriginalDst: func(net.Conn) (netip.AddrPort, error) {
 		return odst.Load().(netip.AddrPort), nil
 	}})
 	if err != nil {
@@ -149,13 +150,9 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dp.Close()
-	select {
-	case <-cl.ReadyCh():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("not ready: %+v", cl.Status())
-	}
+	xdstest.WaitReady(t, cl, "")
 
-	eventually(t, "listeners bound", func() bool {
+	xdstest.Eventually(t, "listeners bound", func() bool {
 		if _, ok := dp.ListenerAddr(translate.ObjectID("virtualOutbound")); !ok {
 			return false
 		}
@@ -221,7 +218,7 @@ func TestIstioShapedSnapshot(t *testing.T) {
 	if err := cp.SetSnapshot(context.Background(), n.GetId(), "istio-2", cfg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "eds change served", func() bool {
+	xdstest.Eventually(t, "eds change served", func() bool {
 		_, body := dial("127.0.0.1:"+strconv.Itoa(svcPort), nil)
 		_, body2 := dial("127.0.0.1:"+strconv.Itoa(svcPort), nil)
 		return strings.HasPrefix(body, "reviews-v2 ") && strings.HasPrefix(body2, "reviews-v2 ")

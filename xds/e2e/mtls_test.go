@@ -2,15 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,33 +26,21 @@ import (
 	"github.com/meshagent/meshagent/xds"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/translate"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
 // meshPKI returns a mesh CA and an identity certificate for spiffeID.
 func meshPKI(t *testing.T, spiffeID string) (caPEM, certPEM, keyPEM []byte) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "default", OrganizationalUnit: []string{"Mesh"}, Organization: []string{"Kuma"}},
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca := xdstest.NewCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "default", OrganizationalUnit: []string{"Mesh"}, Organization: []string{"Kuma"}},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, nil)
+	u, err := url.Parse(spiffeID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(spiffeID)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+	id := xdstest.NewCert(t, &x509.Certificate{URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}, ca)
+	return ca.CertPEM(), id.CertPEM(), id.KeyPEM()
 }
 
 func sdsRef(name string) *tlsv3.SdsSecretConfig {
@@ -133,7 +116,7 @@ func TestKumaMTLSShaped(t *testing.T) {
 	caPEM, certPEM, keyPEM := meshPKI(t, "spiffe://default/web")
 	backend := echoBackend(t, "backend")
 	outPort, inPort := freePort(t), freePort(t)
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +160,7 @@ func TestKumaMTLSShaped(t *testing.T) {
 		kumaMTLSConfig(outPort, inPort, backend, "spiffe://default/other", caPEM, certPEM, keyPEM)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "new RBAC policy stored", func() bool {
+	xdstest.Eventually(t, "new RBAC policy stored", func() bool {
 		for _, v := range dumpStore(t, s.st, translate.PrefixListeners) {
 			if strings.Contains(string(v), "spiffe://default/other") {
 				return true
@@ -187,7 +170,7 @@ func TestKumaMTLSShaped(t *testing.T) {
 	})
 	// New connections get the new policy (connections already pooled by
 	// the outbound side keep the filter chain they started with).
-	eventually(t, "RBAC denial on a new connection", func() bool {
+	xdstest.Eventually(t, "RBAC denial on a new connection", func() bool {
 		code, body := mtlsGet(t, inPort, certPEM, keyPEM)
 		return code == http.StatusForbidden && strings.Contains(body, "RBAC: access denied")
 	})

@@ -32,6 +32,7 @@ import (
 	_ "github.com/meshagent/meshagent/plugins/redirect"
 	_ "github.com/meshagent/meshagent/plugins/responserewrite"
 	_ "github.com/meshagent/meshagent/plugins/trafficsplit"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
 var versionRE = regexp.MustCompile(`("meshagent.xds.version": )"[^"]*"`)
@@ -57,8 +58,8 @@ func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDa
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := xds.NewApplier(st, xds.ApplierOptions{Logger: testLogger(t)})
-	cl, err := xds.New(xds.Options{Addr: cpAddr, Delta: delta, Node: node, Handler: app, Logger: testLogger(t),
+	app := xds.NewApplier(st, xds.ApplierOptions{Logger: xdstest.Logger(t)})
+	cl, err := xds.New(xds.Options{Addr: cpAddr, Delta: delta, Node: node, Handler: app, Logger: xdstest.Logger(t),
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +69,7 @@ func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDa
 	go func() { defer close(done); _ = cl.Run(ctx) }()
 	s := &sidecar{st: st, cl: cl, app: app}
 	if withDataplane {
-		s.dp, err = dataplane.New(dataplane.Options{Source: st, Logger: testLogger(t)})
+		s.dp, err = dataplane.New(dataplane.Options{Source: st, Logger: xdstest.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,11 +85,7 @@ func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDa
 		}
 		_ = st.Close()
 	})
-	select {
-	case <-cl.ReadyCh():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("sidecar not ready: %+v", cl.Status())
-	}
+	xdstest.WaitReady(t, cl, "sidecar")
 	return s
 }
 
@@ -190,7 +187,7 @@ func loadKuma(t *testing.T) controlplane.Resources {
 func TestKumaFixturesExactObjects(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
-			cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+			cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +237,7 @@ func TestKumaFixturesTraffic(t *testing.T) {
 	for _, m := range []proto.Message{res.Listeners[0], res.Listeners[1], res.Clusters[1], res.Endpoints[0]} {
 		remapPorts(m, remap)
 	}
-	cp, err := controlplane.Start("127.0.0.1:0", testLogger(t))
+	cp, err := controlplane.Start("127.0.0.1:0", xdstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +261,7 @@ func TestKumaFixturesTraffic(t *testing.T) {
 // 80/20 split and priority failover.
 func TestDemo(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	env, err := demo.Start(context.Background(), demo.Options{Listen: listen, Logger: testLogger(t)})
+	env, err := demo.Start(context.Background(), demo.Options{Listen: listen, Logger: xdstest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +294,7 @@ func TestControlPlaneRestartKeepsServing(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sotw", true: "delta"}[delta], func(t *testing.T) {
 			listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-			env, err := demo.Start(context.Background(), demo.Options{Listen: listen, Logger: testLogger(t)})
+			env, err := demo.Start(context.Background(), demo.Options{Listen: listen, Logger: xdstest.Logger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -313,19 +310,19 @@ func TestControlPlaneRestartKeepsServing(t *testing.T) {
 			rev := s.st.Rev()
 			addr := env.ControlPlane.Addr()
 			env.ControlPlane.Stop()
-			eventually(t, "disconnect", func() bool { return !s.cl.Status().Connected })
+			xdstest.Eventually(t, "disconnect", func() bool { return !s.cl.Status().Connected })
 			for i := 0; i < 20; i++ {
 				get()
 				time.Sleep(5 * time.Millisecond)
 			}
 			var lis net.Listener
-			eventually(t, "rebind", func() bool { lis, err = net.Listen("tcp", addr); return err == nil })
-			env.ControlPlane = controlplane.Serve(lis, testLogger(t))
+			xdstest.Eventually(t, "rebind", func() bool { lis, err = net.Listen("tcp", addr); return err == nil })
+			env.ControlPlane = controlplane.Serve(lis, xdstest.Logger(t))
 			if err := env.ControlPlane.SetSnapshot(context.Background(), demo.NodeID, "demo-2",
 				demo.Config(listen, env.BackendA, env.BackendB, env.Dead)); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "resync", func() bool {
+			xdstest.Eventually(t, "resync", func() bool {
 				st := s.cl.Status()
 				return st.Connected && st.Reconnect > 0 && st.Types[0].Version == "demo-2" && st.Types[1].State == xds.StateACKed
 			})

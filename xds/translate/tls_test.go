@@ -1,19 +1,13 @@
 package translate
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -30,20 +24,19 @@ import (
 
 	"github.com/meshagent/meshagent/plugins/rbac"
 	"github.com/meshagent/meshagent/xds/controlplane"
+	"github.com/meshagent/meshagent/xds/xdstest"
 )
 
+// testCert returns a self-signed certificate for uri and its key, PEM
+// encoded.
 func testCert(t *testing.T, uri string) (string, string) {
 	t.Helper()
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(uri)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "web"}, URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	u, err := url.Parse(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+	c := xdstest.NewCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "web"}, URIs: []*url.URL{u}}, nil)
+	return string(c.CertPEM()), string(c.KeyPEM())
 }
 
 func sds(name string) *tlsv3.SdsSecretConfig {
