@@ -65,10 +65,7 @@ func newHarness(t *testing.T, delta bool) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := newStore(t)
 	node, err := BuildNode(NodeConfig{Preset: PresetIstio, ID: testNode}, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +83,6 @@ func newHarness(t *testing.T, delta bool) *harness {
 		cancel()
 		<-h.done
 		h.cp.Stop()
-		st.Close()
 	})
 	return h
 }
@@ -104,6 +100,18 @@ func baseConfig(backendA, backendB string) controlplane.Resources {
 				controlplane.PrefixRoute("b", "/b", "svc-b"),
 				controlplane.PrefixRoute("a", "/", "svc-a")))},
 	}
+}
+
+// newStore returns an empty store, closed at cleanup (after the test's
+// deferred calls, so after the clients writing to it stopped).
+func newStore(t testing.TB) store.Store {
+	t.Helper()
+	st, err := store.New(store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
 
 // startClient creates a client with opts and runs it until stop is
@@ -320,11 +328,7 @@ func TestRestartOverExistingStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cp.Stop()
-	st, err := store.New(store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := newStore(t)
 	node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
 	run := func(version string, cfg controlplane.Resources) {
 		t.Helper()
@@ -382,11 +386,7 @@ func TestInitialFetchTimeout(t *testing.T) {
 			if err := cp.SetSnapshot(context.Background(), testNode, "v1", cfg); err != nil {
 				t.Fatal(err)
 			}
-			st, err := store.New(store.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := newStore(t)
 			node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
 			cl, stop := startClient(t, Options{Addr: cp.Addr(), Node: node, Handler: NewApplier(st, ApplierOptions{}), Logger: xdstest.Logger(t), InitialFetchTimeout: c.timeout})
 			defer stop()

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/meshagent/meshagent/etcdcompat/store"
 	"github.com/meshagent/meshagent/xds/controlplane"
 	"github.com/meshagent/meshagent/xds/xdstest"
 )
@@ -67,11 +66,7 @@ func TestTLSAndRotatingToken(t *testing.T) {
 	if err := cp.SetSnapshot(context.Background(), testNode, "v1", cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := newStore(t)
 	node, _ := BuildNode(NodeConfig{ID: testNode}, "test")
 	cl, stop := startClient(t, Options{Addr: addr, TLSCAFile: caFile, TokenFile: tokFile, Node: node, Handler: NewApplier(st, ApplierOptions{}),
 		Logger: xdstest.Logger(t), BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond})
