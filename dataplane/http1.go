@@ -38,20 +38,49 @@ type servers struct {
 	d  *Dataplane
 	mu sync.Mutex
 	m  map[serverKey]*fasthttp.Server
+	// idle overrides httpIdleTimeout when set (tests); set it before the
+	// first connection.
+	idle time.Duration
+}
+
+// idleTimeout is the keep-alive idle timeout of HTTP/1.1 connections.
+func (s *servers) idleTimeout() time.Duration {
+	if s.idle > 0 {
+		return s.idle
+	}
+	return httpIdleTimeout
 }
 
 type serverKey struct {
 	table string
 	tls   bool
+	// lazyIdle: the server sets no idle deadline per request; its
+	// connections are *peekConn with lazyIdle set (see serveSniffed).
+	lazyIdle bool
 }
 
+// httpIdleTimeout closes HTTP/1.1 keep-alive connections idle that long.
+const httpIdleTimeout = 120 * time.Second
+
+// get returns the server of route table table; tls says whether its
+// connections arrive over TLS.
 func (s *servers) get(table string, tls bool) *fasthttp.Server {
+	return s.getKey(serverKey{table: table, tls: tls})
+}
+
+// getLazy returns the plaintext server of table for connections whose
+// idle timeout the *peekConn enforces (peekConn.lazyIdle).
+func (s *servers) getLazy(table string) *fasthttp.Server {
+	return s.getKey(serverKey{table: table, lazyIdle: true})
+}
+
+func (s *servers) getKey(k serverKey) *fasthttp.Server {
+	table, tls := k.table, k.tls
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = map[serverKey]*fasthttp.Server{}
 	}
-	k := serverKey{table, tls}
 	if srv, ok := s.m[k]; ok {
 		return srv
 	}
@@ -69,8 +98,14 @@ func (s *servers) get(table string, tls bool) *fasthttp.Server {
 		// bounded memory.
 		MaxRequestBodySize: 1 << 20,
 		StreamRequestBody:  true,
-		IdleTimeout:        120 * time.Second,
+		IdleTimeout:        s.idleTimeout(),
 		Logger:             fasthttpLogger{d},
+	}
+	if k.lazyIdle {
+		// Two deadline updates and clock reads per request saved; the
+		// connection refreshes its read deadline at most every
+		// httpIdleTimeout/2 instead (peekConn.Read).
+		srv.IdleTimeout = 0
 	}
 	s.m[k] = srv
 	return srv

@@ -351,6 +351,11 @@ func (d *Dataplane) serveSniffed(c net.Conn, table string, res *sniffResult, isT
 	switch res.proto {
 	case protoHTTP1:
 		// ServeConn closes c unless a WebSocket upgrade hijacked it.
+		if pc, ok := c.(*peekConn); ok && !isTLS {
+			pc.lazyIdle = d.servers.idleTimeout()
+			_ = d.servers.getLazy(table).ServeConn(pc)
+			return
+		}
 		_ = d.servers.get(table, isTLS).ServeConn(c)
 	case protoH2:
 		d.serveH2Conn(c, table, isTLS)

@@ -46,9 +46,19 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 const maxSniff = 5 + 16384
 
 // peekConn replays bytes read while sniffing before reading on.
+//
+// With lazyIdle set it also enforces an idle timeout cheaply: before a
+// read it pushes the read deadline to now+1.5*lazyIdle only when less
+// than lazyIdle is left, so a keep-alive connection pays a deadline update
+// about every lazyIdle/2 instead of two per request, and a connection with
+// no bytes for between lazyIdle and 1.5*lazyIdle is closed by the failing
+// read. An explicit SetDeadline/SetReadDeadline (fasthttp does one before
+// handing a WebSocket over) turns it off. Only one goroutine may read.
 type peekConn struct {
 	net.Conn
-	buf []byte
+	buf      []byte
+	lazyIdle time.Duration
+	deadline time.Time // read deadline set by lazyIdle
 }
 
 func (c *peekConn) Read(p []byte) (int, error) {
@@ -57,7 +67,27 @@ func (c *peekConn) Read(p []byte) (int, error) {
 		c.buf = c.buf[n:]
 		return n, nil
 	}
+	if c.lazyIdle > 0 {
+		if now := time.Now(); c.deadline.Sub(now) < c.lazyIdle {
+			c.deadline = now.Add(c.lazyIdle * 3 / 2)
+			if err := c.Conn.SetReadDeadline(c.deadline); err != nil {
+				return 0, err
+			}
+		}
+	}
 	return c.Conn.Read(p)
+}
+
+// SetDeadline implements net.Conn; it ends lazyIdle.
+func (c *peekConn) SetDeadline(t time.Time) error {
+	c.lazyIdle = 0
+	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline implements net.Conn; it ends lazyIdle.
+func (c *peekConn) SetReadDeadline(t time.Time) error {
+	c.lazyIdle = 0
+	return c.Conn.SetReadDeadline(t)
 }
 
 // sniff reads the first bytes of c (waiting at most timeout) and
