@@ -75,7 +75,9 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 			}
 		}
 		reclaim(log) // startup garbage and init-only pages, at once
-		last, pending, quiet := rev(), false, time.Now()
+		// Pending once more: sources keep settling right after ready
+		// (the standalone file watcher parses the file again).
+		last, pending, quiet := rev(), true, time.Now()
 		for {
 			select {
 			case <-ctx.Done():

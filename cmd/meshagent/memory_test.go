@@ -120,12 +120,13 @@ func TestStartReclaim(t *testing.T) {
 	waitFor(0, 0) // not ready: nothing
 	ready.Store(true)
 	waitFor(1, 2*time.Second) // at once when ready
+	waitFor(2, 3*settleDelay) // and once more after startup settled
 	time.Sleep(settleDelay + 300*time.Millisecond)
-	waitFor(1, 0) // no change: no second reclaim
+	waitFor(2, 0) // no change: no more reclaims
 	rev.Store(7)
 	time.Sleep(settleDelay / 2)
-	waitFor(1, 0) // not settled yet
-	waitFor(2, 3*settleDelay)
+	waitFor(2, 0) // not settled yet
+	waitFor(3, 3*settleDelay)
 
 	var off atomic.Int64
 	c = memConfig{trim: false}
