@@ -85,8 +85,7 @@ func (a *Applier) Wanted(k translate.Kind) []string {
 // Warnings is the number of ignored fields seen so far.
 func (a *Applier) Warnings() int64 { return a.t.WarningCount() }
 
-// Pushes is the number of pushes applied; Writes the number of objects
-// put or deleted.
+// Pushes is the number of pushes applied.
 func (a *Applier) Pushes() int64 { return a.pushes.Load() }
 
 // Writes is the number of objects put or deleted in the store.
@@ -154,7 +153,7 @@ func (a *Applier) Synced(ctx context.Context) error {
 	}
 	var ops []*pb.RequestOp
 	for k := range a.seed {
-		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(k)}}})
+		ops = append(ops, deleteOp([]byte(k)))
 	}
 	sort.Slice(ops, func(i, j int) bool { return keyRank(string(opKey(ops[i]))) > keyRank(string(opKey(ops[j]))) })
 	for _, c := range chunkOps(ops) {
@@ -184,6 +183,9 @@ func keyRank(key string) int {
 	return 4
 }
 
+// write puts and deletes what plan changes (skipping objects an earlier run
+// left with the same bytes): in one transaction when the store takes it,
+// else in chunks reverted on failure.
 func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 	if plan.Empty() {
 		return nil
@@ -202,16 +204,13 @@ func (a *Applier) write(ctx context.Context, plan *translate.Plan) error {
 	dels := append([]string(nil), plan.Deletes...)
 	sort.SliceStable(dels, func(i, j int) bool { return keyRank(dels[i]) > keyRank(dels[j]) })
 	ops := make([]*pb.RequestOp, 0, len(puts)+len(dels))
-	sources := make([]string, 0, len(puts)+len(dels))
 	size := 0
 	for _, o := range puts {
-		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(o.Key), Value: o.Value}}})
-		sources = append(sources, o.Source)
+		ops = append(ops, putOp([]byte(o.Key), o.Value))
 		size += len(o.Key) + len(o.Value) + 16
 	}
 	for _, k := range dels {
-		ops = append(ops, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(k)}}})
-		sources = append(sources, "")
+		ops = append(ops, deleteOp([]byte(k)))
 		size += len(k) + 16
 	}
 	if bt, ok := a.st.(BulkTxner); ok {
@@ -272,6 +271,17 @@ func chunkEnd(chunks [][]*pb.RequestOp, i int) int {
 	return n
 }
 
+// putOp is a transaction op putting value at key.
+func putOp(key, value []byte) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: key, Value: value}}}
+}
+
+// deleteOp is a transaction op deleting key.
+func deleteOp(key []byte) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: key}}}
+}
+
+// opKey is the key a put or delete op touches.
 func opKey(op *pb.RequestOp) []byte {
 	if p := op.GetRequestPut(); p != nil {
 		return p.Key
@@ -303,9 +313,9 @@ func (a *Applier) revert(ctx context.Context, ops []*pb.RequestOp, old map[strin
 	for _, op := range ops {
 		k := opKey(op)
 		if v := old[string(k)]; v != nil {
-			rev = append(rev, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: v}}})
+			rev = append(rev, putOp(k, v))
 		} else {
-			rev = append(rev, &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: k}}})
+			rev = append(rev, deleteOp(k))
 		}
 	}
 	for _, c := range chunkOps(rev) {

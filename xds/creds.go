@@ -56,6 +56,8 @@ func (c *tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]
 // to a loopback address.
 func (c *tokenCreds) RequireTransportSecurity() bool { return c.secure }
 
+// isLoopback reports whether addr (host:port or host) names a loopback
+// address or localhost.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -77,11 +79,11 @@ func dialOptions(o *Options) ([]grpc.DialOption, error) {
 		if o.TLSCAFile != "" {
 			pem, err := os.ReadFile(o.TLSCAFile)
 			if err != nil {
-				return nil, fmt.Errorf("xds: tls ca file: %w", err)
+				return nil, fmt.Errorf("%w: TLSCAFile: %w", ErrConfig, err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("xds: tls ca file %s: no PEM certificate found", o.TLSCAFile)
+				return nil, fmt.Errorf("%w: TLSCAFile %s: no PEM certificate found", ErrConfig, o.TLSCAFile)
 			}
 			cfg.RootCAs = pool
 		}
@@ -95,7 +97,7 @@ func dialOptions(o *Options) ([]grpc.DialOption, error) {
 	opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
 	if o.TokenFile != "" {
 		if !secure && !isLoopback(o.Addr) {
-			return nil, fmt.Errorf("xds: token file given for plaintext connection to %s: use TLS (the token would travel in clear)", o.Addr)
+			return nil, fmt.Errorf("%w: TokenFile: given for a plaintext connection to %s: use TLS (the token would travel in clear)", ErrConfig, o.Addr)
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(&tokenCreds{path: o.TokenFile, secure: secure}))
 	}

@@ -54,6 +54,8 @@ var ErrNode = errors.New("xds: invalid node")
 
 // NodeConfig describes the node identity sent to the control plane.
 type NodeConfig struct {
+	// Preset selects whose identity is mimicked; it fills what is left
+	// empty below with that control plane's defaults.
 	Preset Preset
 	// ID is the node id. Istio default: sidecar~<IP>~<Pod>.<Namespace>~<Namespace>.svc.cluster.local;
 	// Kuma default: <Mesh>.<Dataplane>.
@@ -63,23 +65,40 @@ type NodeConfig struct {
 	// Metadata is merged over the preset's metadata.
 	Metadata map[string]any
 
-	// Istio fields.
-	IP             string
-	Pod            string
-	Namespace      string
-	IstioVersion   string
-	ClusterID      string
-	MeshID         string
+	// Istio fields, sent as istio-agent does in the node metadata; empty
+	// ones take the defaults in brackets.
+
+	// IP is the pod IP (INSTANCE_IPS) [127.0.0.1].
+	IP string
+	// Pod is the pod name (NAME, POD_NAME, WORKLOAD_NAME) [meshagent].
+	Pod string
+	// Namespace is the pod's namespace (NAMESPACE) [default].
+	Namespace string
+	// IstioVersion is the ISTIO_VERSION claimed [1.28.0].
+	IstioVersion string
+	// ClusterID is the CLUSTER_ID [Kubernetes].
+	ClusterID string
+	// MeshID is the MESH_ID [cluster.local].
+	MeshID string
+	// ServiceAccount is the SERVICE_ACCOUNT [default].
 	ServiceAccount string
-	Labels         map[string]string
+	// Labels are the pod labels (LABELS); "app" also names the node
+	// cluster when Cluster is empty.
+	Labels map[string]string
 
 	// Kuma fields.
-	Mesh      string
+
+	// Mesh is the mesh name [default]; the default node id is
+	// <Mesh>.<Dataplane>.
+	Mesh string
+	// Dataplane is the Dataplane resource's name; required unless ID is set.
 	Dataplane string
 	// DataplaneResource is an inline Dataplane resource (YAML or JSON), sent
 	// as kuma-dp does in metadata "dataplane.resource".
 	DataplaneResource string
-	KumaVersion       string
+	// KumaVersion is the kuma-dp version claimed in metadata "version"
+	// [2.14.3].
+	KumaVersion string
 }
 
 // userAgent is sent as the node's user_agent_name.
@@ -160,16 +179,17 @@ func BuildNode(cfg NodeConfig, version string) (*corev3.Node, error) {
 	// Round-trip through JSON so any JSON-shaped value is accepted.
 	b, err := json.Marshal(md)
 	if err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", ErrNode, err)
+		return nil, fmt.Errorf("%w: metadata: %w", ErrNode, err)
 	}
 	s := &structpb.Struct{}
 	if err := s.UnmarshalJSON(b); err != nil {
-		return nil, fmt.Errorf("%w: metadata: %v", ErrNode, err)
+		return nil, fmt.Errorf("%w: metadata: %w", ErrNode, err)
 	}
 	n.Metadata = s
 	return n, nil
 }
 
+// or returns s, or def when s is empty.
 func or(s, def string) string {
 	if s == "" {
 		return def

@@ -40,31 +40,48 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // TypeStatus is the sync status of one resource type.
 type TypeStatus struct {
+	// TypeURL is the resource type's URL.
 	TypeURL string `json:"type_url"`
-	State   State  `json:"state"`
+	// State is where the type's protocol exchange stands.
+	State State `json:"state"`
 	// Version is the version_info of the last ACKed response (delta: its
 	// system_version_info, or the nonce when the server sets none).
 	Version string `json:"version"`
 	// Nonce is the nonce of the last response received.
-	Nonce        string    `json:"nonce"`
-	LastACK      time.Time `json:"last_ack,omitzero"`
-	LastNACK     time.Time `json:"last_nack,omitzero"`
-	NACKMessage  string    `json:"last_nack_message,omitempty"`
-	ACKs         int64     `json:"acks"`
-	NACKs        int64     `json:"nacks"`
-	Resources    int       `json:"resources"`
-	Subscribed   []string  `json:"subscribed,omitempty"`
-	WildcardSubs bool      `json:"wildcard"`
+	Nonce string `json:"nonce"`
+	// LastACK and LastNACK are when a response was last applied and last
+	// rejected (zero: never).
+	LastACK  time.Time `json:"last_ack,omitzero"`
+	LastNACK time.Time `json:"last_nack,omitzero"`
+	// NACKMessage is the error_detail of the last NACK.
+	NACKMessage string `json:"last_nack_message,omitempty"`
+	// ACKs and NACKs count the responses applied and rejected.
+	ACKs  int64 `json:"acks"`
+	NACKs int64 `json:"nacks"`
+	// Resources is how many resources of the type are applied.
+	Resources int `json:"resources"`
+	// Subscribed lists the names subscribed (named types).
+	Subscribed []string `json:"subscribed,omitempty"`
+	// WildcardSubs reports a wildcard subscription (CDS and LDS).
+	WildcardSubs bool `json:"wildcard"`
 }
 
 // Status is the client's whole sync status.
 type Status struct {
-	Server    string       `json:"server"`
-	Mode      string       `json:"mode"`
-	NodeID    string       `json:"node_id"`
-	Connected bool         `json:"connected"`
-	Ready     bool         `json:"ready"`
-	Reconnect int64        `json:"reconnects"`
-	LastError string       `json:"last_error,omitempty"`
-	Types     []TypeStatus `json:"types"`
+	// Server is the control plane's address.
+	Server string `json:"server"`
+	// Mode is "sotw" or "delta".
+	Mode string `json:"mode"`
+	// NodeID is the node id sent to the control plane.
+	NodeID string `json:"node_id"`
+	// Connected reports an open stream that has received a response.
+	Connected bool `json:"connected"`
+	// Ready reports that the first complete config was applied.
+	Ready bool `json:"ready"`
+	// Reconnect counts the streams that ended with an error.
+	Reconnect int64 `json:"reconnects"`
+	// LastError is the error that ended the last failed stream.
+	LastError string `json:"last_error,omitempty"`
+	// Types holds one entry per resource type, in translate.Kinds order.
+	Types []TypeStatus `json:"types"`
 }
