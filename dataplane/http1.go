@@ -154,6 +154,9 @@ func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
 	if c.upSet {
 		up = c.up
 	}
+	if up != nil && up.od != nil { // original_dst (origdst.go)
+		up = d.origDstH1(c, up)
+	}
 	if up == nil || len(up.nodes) == 0 {
 		fc.Response.SetStatusCode(503)
 		fc.Response.Header.SetContentType("text/html")
@@ -404,7 +407,7 @@ func (d *Dataplane) proxyWebsocket(c *h1Ctx, up *upstream) {
 			fc.Request.Header.SetHostBytes(up.host)
 		}
 	}
-	uc, err := net.DialTimeout("tcp", n.addr, up.to.connect)
+	uc, err := up.dialAddr(n.addr, up.dial) // up.dial: original destinations (origdst.go)
 	if err != nil {
 		d.stats.UpstreamErrors.Add(1)
 		fc.Response.SetStatusCode(502)

@@ -26,6 +26,7 @@ var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
 func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
 	h2Server.ServeConn(c, &http2.ServeConnOpts{
 		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { d.serveHTTP(w, r, table, isTLS) }),
+		Context:    h2ConnContext(c), // original destination (origdst.go)
 		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
 	})
 }
@@ -73,6 +74,9 @@ func (d *Dataplane) serveHTTP(w http.ResponseWriter, r *http.Request, table stri
 	up := rt.up
 	if c.upSet {
 		up = c.up
+	}
+	if up != nil && up.od != nil { // original_dst (origdst.go)
+		up = d.origDstHTTP(r, up)
 	}
 	if up == nil || len(up.nodes) == 0 {
 		c.Respond(503, body503)
@@ -340,7 +344,11 @@ func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 		defer h.built.Store(true)
 		dialer := &net.Dialer{Timeout: up.to.connect, KeepAlive: 30 * time.Second}
 		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
+			dc := dialer.DialContext
+			if up.dial != nil { // original destinations (origdst.go)
+				dc = up.dial
+			}
+			c, err := dc(ctx, network, addr)
 			if err != nil {
 				return nil, &connectError{err}
 			}

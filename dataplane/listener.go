@@ -255,11 +255,18 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 			c.Close()
 			return
 		}
+		if sr.up != nil && sr.up.od != nil { // original_dst (origdst.go)
+			d.proxyTCPOrigDst(pc, sr.up, dst, l.captured(c, dst))
+			return
+		}
 		d.proxyTCP(pc, sr.up)
 	default:
 		if fc.sec != nil { // mTLS/RBAC (tls.go)
 			d.serveSecured(pc, fc, res)
 			return
+		}
+		if l.captured(c, dst) { // original_dst upstreams find dst on the conn (origdst.go)
+			pc = withOrigDst(pc, dst)
 		}
 		d.serveSniffed(pc, fc.fc.RouteConfig, &res, false)
 	}

@@ -19,7 +19,7 @@ import (
 // *net.TCPConn io.Copy splices on Linux.
 func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 	d.stats.TCPConns.Add(1)
-	if up == nil {
+	if up == nil || up.od != nil { // original_dst needs the destination: proxyTCPOrigDst
 		c.Close()
 		return
 	}

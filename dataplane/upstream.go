@@ -110,6 +110,12 @@ type upstream struct {
 	// tlsConf is the client TLS config (mTLS: certificates looked up per
 	// handshake, so rotation needs no new upstream); nil without TLS.
 	tlsConf *tls.Config
+	// od is set for discovery_type original_dst (origdst.go): no nodes
+	// nor picker; each request goes to its original destination.
+	od *odSettings
+	// dial dials the node (Options.PassThroughDial) of an original
+	// destination's runtime (origdst.go); nil: a net.Dialer.
+	dial dialFunc
 }
 
 // UpstreamID implements plugins.Upstream.
@@ -147,7 +153,11 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 	if u == nil {
 		return nil, fmt.Errorf("dataplane: upstream %s: missing", id)
 	}
-	if len(u.Nodes) == 0 {
+	if u.DiscoveryType == discoveryOriginalDst { // origdst.go
+		if err := checkOrigDst(u); err != nil {
+			return nil, fmt.Errorf("dataplane: upstream %s: %w", id, err)
+		}
+	} else if len(u.Nodes) == 0 {
 		if u.ServiceName != "" {
 			return nil, fmt.Errorf("dataplane: upstream %s: field \"service_name\": service discovery is not supported", id)
 		}
@@ -240,6 +250,9 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 		up.retries = *u.Retries
 	} else {
 		up.retries = max(0, len(up.nodes)-1)
+	}
+	if u.DiscoveryType == discoveryOriginalDst { // origdst.go
+		return up.initOrigDst(u, env, size, idle)
 	}
 	bnodes, err := balancer.NodesFromUpstream(u)
 	if err != nil {
@@ -334,6 +347,7 @@ func (u *upstream) retire(inUse map[any]bool) {
 	}
 	if !inUse[u.h2] {
 		u.h2.close()
+		u.closeOrigDst() // destination pools go with the HTTP/2 transport (origdst.go)
 	}
 	if u.checker != nil {
 		u.checker.Stop()
@@ -345,6 +359,7 @@ func (u *upstream) close() {
 		n.hc.CloseIdleConnections()
 	}
 	u.h2.close()
+	u.closeOrigDst()
 	if u.checker != nil {
 		u.checker.Stop()
 	}
