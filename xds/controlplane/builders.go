@@ -66,10 +66,14 @@ func EDSCluster(name string) *clusterv3.Cluster {
 
 // Endpoint is one endpoint of a ClusterLoadAssignment.
 type Endpoint struct {
-	Addr     string // host:port
+	// Addr is the endpoint's host:port.
+	Addr string
+	// Priority is the locality priority (0 is the highest).
 	Priority uint32
-	Weight   uint32 // 0: unset
-	Health   corev3.HealthStatus
+	// Weight is the load-balancing weight; 0 leaves it unset.
+	Weight uint32
+	// Health is the health status the control plane reports.
+	Health corev3.HealthStatus
 }
 
 // Endpoints builds the load assignment of cluster: one locality per
@@ -174,7 +178,9 @@ func PrefixRoute(name, prefix, cluster string) *routev3.Route {
 
 // WeightedCluster is one target of a weighted route.
 type WeightedCluster struct {
-	Name   string
+	// Name is the cluster's name.
+	Name string
+	// Weight is its share of the requests.
 	Weight uint32
 }
 

@@ -27,11 +27,16 @@ import (
 
 // Resources is one complete configuration for a node.
 type Resources struct {
-	Clusters  []*clusterv3.Cluster
+	// Clusters are served over CDS.
+	Clusters []*clusterv3.Cluster
+	// Endpoints are served over EDS.
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Listeners are served over LDS.
 	Listeners []*listenerv3.Listener
-	Routes    []*routev3.RouteConfiguration
-	Secrets   []*tlsv3.Secret
+	// Routes are served over RDS.
+	Routes []*routev3.RouteConfiguration
+	// Secrets are served over SDS.
+	Secrets []*tlsv3.Secret
 }
 
 // Server is a running control plane. Its methods are safe for concurrent use.
@@ -49,6 +54,7 @@ type Server struct {
 
 // Request is what the server recorded of one discovery request.
 type Request struct {
+	// TypeURL is the type the request is about.
 	TypeURL string
 	// Names are the resource names requested (SotW) or subscribed (delta).
 	Names []string
@@ -145,6 +151,7 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.reqs...)
 }
 
+// record keeps r, and nack when the request is a NACK.
 func (s *Server) record(r Request, nack string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,6 +161,7 @@ func (s *Server) record(r Request, nack string) {
 	}
 }
 
+// callbacks records every discovery request the server receives.
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, r *discoverygrpc.DiscoveryRequest) error {
@@ -168,10 +176,18 @@ func (s *Server) callbacks() serverv3.Callbacks {
 	}
 }
 
-// slogAdapter makes a *slog.Logger a go-control-plane logger.
+// slogAdapter makes a *slog.Logger a go-control-plane logger. The cache
+// logs every request at Info: that goes to Debug here.
 type slogAdapter struct{ l *slog.Logger }
 
+// Debugf logs at Debug.
 func (a slogAdapter) Debugf(f string, args ...any) { a.l.Debug(fmt.Sprintf(f, args...)) }
-func (a slogAdapter) Infof(f string, args ...any)  { a.l.Debug(fmt.Sprintf(f, args...)) }
-func (a slogAdapter) Warnf(f string, args ...any)  { a.l.Warn(fmt.Sprintf(f, args...)) }
+
+// Infof logs at Debug (see slogAdapter).
+func (a slogAdapter) Infof(f string, args ...any) { a.l.Debug(fmt.Sprintf(f, args...)) }
+
+// Warnf logs at Warn.
+func (a slogAdapter) Warnf(f string, args ...any) { a.l.Warn(fmt.Sprintf(f, args...)) }
+
+// Errorf logs at Error.
 func (a slogAdapter) Errorf(f string, args ...any) { a.l.Error(fmt.Sprintf(f, args...)) }
