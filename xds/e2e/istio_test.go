@@ -213,6 +213,17 @@ func TestIstioShapedSnapshot(t *testing.T) {
 	if code, body := dial(app, nil); code != 200 || !strings.HasPrefix(body, "app ") {
 		t.Errorf("passthrough: %d %q", code, body)
 	}
+	// HTTP to an unknown host on a port with a route table: the allow_any
+	// route's PassthroughCluster (ORIGINAL_DST) forwards to the address
+	// the client dialed, pooled per destination.
+	external := echoBackendOn(t, "127.0.0.2:"+strconv.Itoa(svcPort), "external")
+	for i := 0; i < 3; i++ {
+		odst.Store(netip.MustParseAddrPort(external))
+		code, body := getVia(t, "127.0.0.1:"+strconv.Itoa(outbound), "unknown.example:"+strconv.Itoa(svcPort), nil)
+		if code != 200 || !strings.HasPrefix(body, "external unknown.example:"+strconv.Itoa(svcPort)+" ") {
+			t.Fatalf("allow_any -> PassthroughCluster: %d %q", code, body)
+		}
+	}
 	// An EDS change moves traffic (v1 endpoint replaced by v2's backend).
 	cfg := istioConfig(outbound, svcPort, dbPort, inbound, appPort, v2, v2, db, app)
 	if err := cp.SetSnapshot(context.Background(), n.GetId(), "istio-2", cfg); err != nil {
@@ -223,6 +234,22 @@ func TestIstioShapedSnapshot(t *testing.T) {
 		_, body2 := dial("127.0.0.1:"+strconv.Itoa(svcPort), nil)
 		return strings.HasPrefix(body, "reviews-v2 ") && strings.HasPrefix(body2, "reviews-v2 ")
 	})
+}
+
+// echoBackendOn is an HTTP server on addr answering "name host path";
+// the test is skipped when addr cannot be bound.
+func echoBackendOn(t *testing.T, addr, name string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
 }
 
 // getVia sends GET / with Host host over a fresh connection to addr.
