@@ -120,10 +120,15 @@ func (m ShutdownMode) String() string {
 // Defaults, matching the ports and ids istio-iptables uses so that existing
 // pod specs and images keep working.
 const (
+	// DefaultOutboundPort is where captured outbound connections go.
 	DefaultOutboundPort = 15001
-	DefaultInboundPort  = 15006
-	DefaultProxyUID     = 1337
-	DefaultProxyGID     = 1337
+	// DefaultInboundPort is where captured inbound connections go.
+	DefaultInboundPort = 15006
+	// DefaultProxyUID is the uid the proxy runs as; its own connections
+	// are not captured.
+	DefaultProxyUID = 1337
+	// DefaultProxyGID is the proxy's gid.
+	DefaultProxyGID = 1337
 	// DefaultBypassMark is the SO_MARK that exempts a socket from capture.
 	DefaultBypassMark = 0x539
 	// DefaultTProxyMark is the fwmark TPROXY sets and policy routing reads.

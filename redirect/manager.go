@@ -84,6 +84,7 @@ func (m *Manager) Plan() *Plan { return m.plan }
 // Config returns the Config the Manager was built from.
 func (m *Manager) Config() Config { return m.cfg }
 
+// save reads and parses family f's live ruleset.
 func (m *Manager) save(ctx context.Context, f Family) (saved, error) {
 	out, err := m.run.Run(ctx, nil, f.binary("-save"))
 	if err != nil {
@@ -92,6 +93,8 @@ func (m *Manager) save(ctx context.Context, f Family) (saved, error) {
 	return parseSave(out)
 }
 
+// restore applies input with iptables-restore --noflush (nothing when
+// input is empty).
 func (m *Manager) restore(ctx context.Context, f Family, input string) error {
 	if input == "" {
 		return nil
@@ -193,6 +196,7 @@ func removeInput(cur saved, only map[string]bool) string {
 	return sb.String()
 }
 
+// targetOf returns the chain a rule spec jumps (-j) or goes (-g) to.
 func targetOf(spec string) string {
 	f := strings.Fields(spec)
 	for i := 0; i+1 < len(f); i++ {

@@ -100,6 +100,7 @@ func (r Rule) String() string { return "-t " + r.Table + " -A " + r.Chain + " " 
 
 // TableChain names one of our chains in a table.
 type TableChain struct {
+	// Table and Chain are the table's and the chain's names.
 	Table, Chain string
 }
 
