@@ -261,12 +261,12 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 		}
 		d.proxyTCP(pc, sr.up)
 	default:
+		if l.captured(c, dst) { // original_dst upstreams find dst on the conn (origdst.go)
+			pc = withOrigDst(pc, dst)
+		}
 		if fc.sec != nil { // mTLS/RBAC (tls.go)
 			d.serveSecured(pc, fc, res)
 			return
-		}
-		if l.captured(c, dst) { // original_dst upstreams find dst on the conn (origdst.go)
-			pc = withOrigDst(pc, dst)
 		}
 		d.serveSniffed(pc, fc.fc.RouteConfig, &res, false)
 	}

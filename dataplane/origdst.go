@@ -402,12 +402,26 @@ func (u *upstream) dialAddr(addr string, dial dialFunc) (net.Conn, error) {
 	return dial(ctx, "tcp", addr)
 }
 
-// withOrigDst records od on c for connOrigDst. A *peekConn stays the
-// outer conn (serveSniffed relies on it); the mark goes beneath it.
+// withOrigDst records od on c for connOrigDst. The mark goes beneath the
+// sniffing *peekConn, in place, so the wrappers above it (TLS and the
+// secured chain's *secConn, which serveSecured type-checks; serveSniffed's
+// *peekConn) keep their types. Without a *peekConn, a bare connection is
+// wrapped and a secured one is returned unmarked.
 func withOrigDst(c net.Conn, od netip.AddrPort) net.Conn {
-	if pc, ok := c.(*peekConn); ok {
-		pc.Conn = newODConn(pc.Conn, od)
-		return pc
+	for cur := c; ; {
+		switch v := cur.(type) {
+		case *peekConn:
+			v.Conn = newODConn(v.Conn, od)
+			return c
+		case *secConn:
+			cur = v.Conn
+		case interface{ NetConn() net.Conn }: // *tls.Conn
+			cur = v.NetConn()
+		default:
+			if _, sec := c.(*secConn); sec {
+				return c
+			}
+			return newODConn(c, od)
+		}
 	}
-	return newODConn(c, od)
 }
