@@ -216,11 +216,15 @@ func runRun(ctx context.Context, args []string) error {
 // Sources run until ctx ends; fatal runtime errors go to errc.
 func startSources(ctx context.Context, cfg *runConfig, st store.Store, log *slog.Logger, errc chan<- error) error {
 	if cfg.apisixYAML != "" {
+		// Parsed once: the follower only re-syncs when the file changes
+		// (a 10k-route file is ~1 s of CPU and ~80 MB of garbage).
+		since := apisix.StatStandaloneFile(cfg.apisixYAML)
 		if _, err := apisix.SyncStandaloneFile(ctx, cfg.apisixYAML, st); err != nil {
 			return fmt.Errorf("--apisix-yaml: %w", err)
 		}
+		log.Info("standalone config loaded", "component", "standalone", "path", cfg.apisixYAML)
 		go func() {
-			if err := apisix.WatchStandaloneFile(ctx, cfg.apisixYAML, st, log.With("component", "standalone")); err != nil {
+			if err := apisix.FollowStandaloneFile(ctx, cfg.apisixYAML, st, log.With("component", "standalone"), since); err != nil {
 				errc <- fmt.Errorf("--apisix-yaml: %w", err)
 			}
 		}()

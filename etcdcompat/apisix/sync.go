@@ -120,18 +120,43 @@ func WatchStandaloneFile(ctx context.Context, path string, st store.Store, logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	stamp := func() (time.Time, int64, bool) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return time.Time{}, 0, false
-		}
-		return fi.ModTime(), fi.Size(), true
-	}
-	mtime, size, _ := stamp()
+	since := StatStandaloneFile(path)
 	if _, err := SyncStandaloneFile(ctx, path, st); err != nil {
 		return err
 	}
 	logger.Info("standalone config loaded", "path", path)
+	return FollowStandaloneFile(ctx, path, st, logger, since)
+}
+
+// StandaloneStamp is what WatchStandaloneFile compares to notice that a
+// standalone file changed: its modification time and size. The zero value
+// means the file could not be read.
+type StandaloneStamp struct {
+	ModTime time.Time
+	Size    int64
+}
+
+// StatStandaloneFile returns the stamp of the file at path, or the zero
+// stamp if it cannot be read.
+func StatStandaloneFile(path string) StandaloneStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return StandaloneStamp{}
+	}
+	return StandaloneStamp{ModTime: fi.ModTime(), Size: fi.Size()}
+}
+
+// FollowStandaloneFile is WatchStandaloneFile without its initial sync,
+// for a caller that synced the file itself (SyncStandaloneFile) and must
+// not pay for parsing it twice: since is the stamp taken before that
+// sync, so a change made in between is synced at the first poll. It
+// re-syncs whenever the stamp changes, logs a rejected file and keeps the
+// last good configuration, and returns nil when ctx ends. logger may be
+// nil.
+func FollowStandaloneFile(ctx context.Context, path string, st store.Store, logger *slog.Logger, since StandaloneStamp) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
 	for {
@@ -140,11 +165,11 @@ func WatchStandaloneFile(ctx context.Context, path string, st store.Store, logge
 			return nil
 		case <-t.C:
 		}
-		m, sz, ok := stamp()
-		if !ok || m.Equal(mtime) && sz == size {
+		now := StatStandaloneFile(path)
+		if now.ModTime.IsZero() || now.ModTime.Equal(since.ModTime) && now.Size == since.Size {
 			continue
 		}
-		mtime, size = m, sz
+		since = now
 		if _, err := SyncStandaloneFile(ctx, path, st); err != nil {
 			if ctx.Err() != nil {
 				return nil

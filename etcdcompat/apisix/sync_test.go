@@ -268,3 +268,62 @@ func TestWatchStandaloneFileBadStart(t *testing.T) {
 		t.Fatalf("bad start: %v", err)
 	}
 }
+
+// FollowStandaloneFile does not sync an unchanged file again, and a change
+// made between the caller's sync and the start of following is not lost.
+func TestFollowStandaloneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apisix.yaml")
+	base := time.Now().Add(-time.Hour)
+	write := func(content string, mtime time.Time) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		between bool // the file changes after the sync, before following
+		want    string
+		reload  bool
+	}{
+		{"unchanged file is not synced again", false, "/v1", false},
+		{"change before following is synced", true, "/v2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write("routes:\n  - {id: r1, uri: /v1, plugins: {}}\n#END\n", base)
+			st := newTestStore(t)
+			since := StatStandaloneFile(path)
+			if since.ModTime.IsZero() {
+				t.Fatal("no stamp for an existing file")
+			}
+			if _, err := SyncStandaloneFile(context.Background(), path, st); err != nil {
+				t.Fatal(err)
+			}
+			if tc.between {
+				write("routes:\n  - {id: r1, uri: /v2, plugins: {}}\n#END\n", base.Add(time.Second))
+			}
+			logs := &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- FollowStandaloneFile(ctx, path, st, slog.New(slog.NewTextHandler(logs, nil)), since) }()
+			time.Sleep(3 * PollInterval)
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("follow returned %v", err)
+			}
+			objs := decoded(st, "/apisix/routes/r1")
+			if len(objs) != 1 || objs[0].Value.(*Route).URI != tc.want {
+				t.Fatalf("route r1 = %+v, want uri %s", objs, tc.want)
+			}
+			if got := strings.Contains(logs.String(), "standalone config reloaded"); got != tc.reload {
+				t.Fatalf("reloaded logged = %v, want %v; logs:\n%s", got, tc.reload, logs.String())
+			}
+		})
+	}
+	if (StatStandaloneFile(filepath.Join(t.TempDir(), "missing.yaml")) != StandaloneStamp{}) {
+		t.Fatal("a missing file has a stamp")
+	}
+}
