@@ -224,6 +224,12 @@ func TestIstioShapedSnapshot(t *testing.T) {
 			t.Fatalf("allow_any -> PassthroughCluster: %d %q", code, body)
 		}
 	}
+	// virtualInbound, a port no inbound chain names: the default tcp_proxy
+	// chain's PassthroughCluster connects to the original destination.
+	odst.Store(netip.MustParseAddrPort(external))
+	if code, body := getVia(t, "127.0.0.1:"+strconv.Itoa(inbound), "undeclared.example", nil); code != 200 || !strings.HasPrefix(body, "external ") {
+		t.Errorf("inbound passthrough over tcp_proxy: %d %q", code, body)
+	}
 	// An EDS change moves traffic (v1 endpoint replaced by v2's backend).
 	cfg := istioConfig(outbound, svcPort, dbPort, inbound, appPort, v2, v2, db, app)
 	if err := cp.SetSnapshot(context.Background(), n.GetId(), "istio-2", cfg); err != nil {
