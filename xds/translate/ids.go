@@ -79,11 +79,16 @@ func isSpace(r rune) bool {
 
 // Store key prefixes of the objects a Translator writes.
 const (
-	PrefixRoutes       = "/apisix/routes/"
-	PrefixUpstreams    = "/apisix/upstreams/"
+	// PrefixRoutes holds HTTP routes (from RDS and inline route configs).
+	PrefixRoutes = "/apisix/routes/"
+	// PrefixUpstreams holds upstreams (from CDS and EDS).
+	PrefixUpstreams = "/apisix/upstreams/"
+	// PrefixStreamRoutes holds TCP routes (from tcp_proxy filter chains).
 	PrefixStreamRoutes = "/apisix/stream_routes/"
-	PrefixSSLs         = "/apisix/ssls/"
-	PrefixListeners    = "/meshagent/listeners/"
+	// PrefixSSLs holds certificates and keys (from SDS TLS certificates).
+	PrefixSSLs = "/apisix/ssls/"
+	// PrefixListeners holds meshagent's listeners (from LDS).
+	PrefixListeners = "/meshagent/listeners/"
 	// PrefixSecrets holds SDS validation contexts (trusted CAs), which have
 	// no APISIX kind: {"trusted_ca": PEM, "match_subject_alt_names": [...]}.
 	PrefixSecrets = "/meshagent/secrets/"

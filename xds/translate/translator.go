@@ -27,10 +27,15 @@ type Kind int
 
 // The resource kinds, in Envoy's warming order.
 const (
+	// KindCluster is CDS (envoy.config.cluster.v3.Cluster).
 	KindCluster Kind = iota
+	// KindEndpoints is EDS (ClusterLoadAssignment).
 	KindEndpoints
+	// KindListener is LDS (envoy.config.listener.v3.Listener).
 	KindListener
+	// KindRouteConfig is RDS (RouteConfiguration).
 	KindRouteConfig
+	// KindSecret is SDS (envoy.extensions.transport_sockets.tls.v3.Secret).
 	KindSecret
 	numKinds
 )
@@ -90,6 +95,7 @@ var ErrInvalid = errors.New("translate: invalid resource")
 
 // Resource is one named xDS resource of a push.
 type Resource struct {
+	// Name is the resource's own name (cluster_name for a load assignment).
 	Name string
 	// Version is the version the resource arrived with (delta: the
 	// resource's own version; state of the world: the response's
@@ -101,7 +107,9 @@ type Resource struct {
 
 // Object is one translated object: the store key and its JSON value.
 type Object struct {
-	Key   string
+	// Key is the store key (one of the Prefix constants and the id).
+	Key string
+	// Value is the object's JSON encoding.
 	Value []byte
 	// Source names the xDS resource the object came from ("cluster foo").
 	Source string
@@ -111,11 +119,15 @@ type Object struct {
 // resources: objects to put (new or changed bytes) and keys to delete.
 // The Translator is blocked on a Plan until Commit or Rollback.
 type Plan struct {
-	Puts     []Object
-	Deletes  []string
+	// Puts are the objects to write, new or with changed bytes.
+	Puts []Object
+	// Deletes are the keys to delete.
+	Deletes []string
+	// Warnings name the fields the translation ignored.
 	Warnings []string
-	t        *Translator
-	undo     []func()
+
+	t    *Translator
+	undo []func()
 }
 
 // Empty reports whether the plan changes nothing in the store.
