@@ -354,8 +354,12 @@ func (h h1Headers) Header(name string) (string, bool) {
 // in the request context (peer_identity).
 func (d *Dataplane) serveH2Secured(c net.Conn, ci *connInfo) {
 	sec := ci.sec
+	base := h2ConnContext(c) // carries the original destination (origdst.go)
+	if base == nil {
+		base = context.Background()
+	}
 	h2Server.ServeConn(c, &http2.ServeConnOpts{
-		Context: context.WithValue(context.Background(), connInfoKey{}, ci),
+		Context: context.WithValue(base, connInfoKey{}, ci),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r.Header.Del(xfccHeader)
 			if ci.xfcc != "" {

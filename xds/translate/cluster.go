@@ -133,6 +133,12 @@ func (t *Translator) translateCluster(r *unitResult, name string, e *entry) erro
 		case clusterv3.Cluster_ORIGINAL_DST:
 			up.ServiceName = labelValue(name)
 			up.DiscoveryType = "original_dst"
+			if lb := c.GetOriginalDstLbConfig(); lb.GetUseHttpHeader() {
+				up.DiscoveryArgs = map[string]any{"use_http_header": true}
+				if n := lb.GetHttpHeaderName(); n != "" {
+					up.DiscoveryArgs["http_header_name"] = n
+				}
+			}
 		default:
 			return bad("type", "unsupported discovery type %v", ct.Type)
 		}

@@ -100,6 +100,14 @@ func TestClusterTranslation(t *testing.T) {
 			c.OutlierDetection = &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(4)}
 			return c
 		}(), map[string]string{"checks": `{"active":{"type":"http","timeout":0.5,"http_path":"/healthz","healthy":{"interval":2,"http_statuses":[200,201,202,203],"successes":2},"unhealthy":{"interval":2,"http_failures":3,"tcp_failures":3}},"passive":{"type":"http","unhealthy":{"http_statuses":[500,502,503,504],"tcp_failures":5,"timeouts":5,"http_failures":4}}}`}},
+		{"original destination (PassthroughCluster), header mode", func() *clusterv3.Cluster {
+			c := withLB(clusterv3.Cluster_CLUSTER_PROVIDED)
+			c.LoadAssignment = nil
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+			c.LbConfig = &clusterv3.Cluster_OriginalDstLbConfig_{OriginalDstLbConfig: &clusterv3.Cluster_OriginalDstLbConfig{
+				UseHttpHeader: true, HttpHeaderName: "x-dst"}}
+			return c
+		}(), map[string]string{"discovery_type": `"original_dst"`, "discovery_args": `{"http_header_name":"x-dst","use_http_header":true}`}},
 		{"outlier detection alone gets a re-admitting probe", func() *clusterv3.Cluster {
 			c := withLB(clusterv3.Cluster_ROUND_ROBIN)
 			c.OutlierDetection = &clusterv3.OutlierDetection{BaseEjectionTime: durationpb.New(10 * time.Second)}
