@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/valyala/fasthttp"
 )
@@ -14,14 +15,21 @@ import (
 // hostPool is the HTTP/1.1 connection pool of one upstream node. The
 // fasthttp.HostClient behind it (about 1 KB with its dialer and closures)
 // is created on the first request, so the thousands of upstreams a mesh
-// pushes cost only their settings until traffic reaches them. A hostPool
+// pushes cost only their address and interned settings (48 bytes) until
+// traffic reaches them. A hostPool
 // is shared by every runtime of an upstream whose pool settings are
 // unchanged (upstream.poolSig), so its warm connections carry over.
 type hostPool struct {
-	hc atomic.Pointer[fasthttp.HostClient]
-	mu sync.Mutex // serializes the creation of hc
+	hc   atomic.Pointer[fasthttp.HostClient]
+	mu   sync.Mutex // serializes the creation of hc
+	addr string
+	// cfg is interned: the thousands of nodes with the same settings
+	// (usually APISIX's defaults) share one copy.
+	cfg unique.Handle[poolConfig]
+}
 
-	addr    string
+// poolConfig is the connection settings of a node pool.
+type poolConfig struct {
 	tls     bool
 	tlsConf *tls.Config // client TLS (cloned on creation); nil: unverified, as APISIX
 	to      timeouts
@@ -32,7 +40,7 @@ type hostPool struct {
 // newHostPool records the pool settings of node addr of up; nothing is
 // allocated for connections until Do is first called.
 func newHostPool(addr string, up *upstream, size int, idle time.Duration) *hostPool {
-	return &hostPool{addr: addr, tls: up.tls, tlsConf: up.tlsConf, to: up.to, size: size, idle: idle}
+	return &hostPool{addr: addr, cfg: unique.Make(poolConfig{tls: up.tls, tlsConf: up.tlsConf, to: up.to, size: size, idle: idle})}
 }
 
 // Do sends req on a pooled connection (fasthttp.HostClient.Do). It is
@@ -65,16 +73,17 @@ func (p *hostPool) CloseIdleConnections() {
 }
 
 func (p *hostPool) newHostClient() *fasthttp.HostClient {
-	d := &net.Dialer{Timeout: p.to.connect, KeepAlive: 30 * time.Second}
+	c := p.cfg.Value()
+	d := &net.Dialer{Timeout: c.to.connect, KeepAlive: 30 * time.Second}
 	hc := &fasthttp.HostClient{
 		Addr:                          p.addr,
-		IsTLS:                         p.tls,
-		MaxConns:                      p.size * 16,
-		MaxIdleConnDuration:           p.idle,
+		IsTLS:                         c.tls,
+		MaxConns:                      c.size * 16,
+		MaxIdleConnDuration:           c.idle,
 		MaxConnDuration:               0,
-		ReadTimeout:                   p.to.read,
-		WriteTimeout:                  p.to.send,
-		MaxConnWaitTimeout:            p.to.connect,
+		ReadTimeout:                   c.to.read,
+		WriteTimeout:                  c.to.send,
+		MaxConnWaitTimeout:            c.to.connect,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
@@ -96,11 +105,11 @@ func (p *hostPool) newHostClient() *fasthttp.HostClient {
 			return c, nil
 		},
 	}
-	if p.tls {
-		if p.tlsConf == nil {
+	if c.tls {
+		if c.tlsConf == nil {
 			hc.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX does not verify upstream certs by default.
 		} else {
-			hc.TLSConfig = p.tlsConf.Clone()
+			hc.TLSConfig = c.tlsConf.Clone()
 		}
 	}
 	return hc
