@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/meshagent/meshagent/redirect"
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // roleEnv makes the test binary act as `meshagent redirect` (TestMain), so
@@ -78,7 +79,7 @@ func nsCLI(t *testing.T, ns string, env []string, args ...string) (stdout, stder
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, exe}, args...)...)
+	cmd := netnstest.Cmd(ns, append([]string{exe}, args...)...)
 	cmd.Env = append(append(os.Environ(), roleEnv+"=1"), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -94,40 +95,20 @@ func nsCLI(t *testing.T, ns string, env []string, args ...string) (stdout, stder
 	return o.String(), e.String(), code
 }
 
-func sh(t *testing.T, argv ...string) string {
-	t.Helper()
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
-	}
-	return string(out)
-}
-
 // TestCommandInNamespace runs install, verify, show, remove through
 // `ip netns exec` in a namespace the test creates, and checks that remove
 // leaves iptables-save and ip6tables-save exactly as before.
 func TestCommandInNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces and iptables); CI runs tests as root")
-	}
-	for _, b := range []string{"ip", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("skipping: %s not found (apt-get install iptables iproute2)", b)
-		}
-	}
-	ns := fmt.Sprintf("ma-cli-%d", os.Getpid())
-	if out, _ := exec.Command("iptables", "--version").CombinedOutput(); strings.Contains(string(out), "legacy") {
+	netnstest.NeedRoot(t, "network namespaces and iptables")
+	netnstest.NeedBinaries(t, "ip", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore")
+	if netnstest.LegacyIptables() {
 		t.Skip("skipping: the legacy iptables backend keeps empty tables, so remove cannot restore an empty iptables-save")
 	}
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("skipping: cannot create network namespaces here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	ns := netnstest.NewNamespace(t, "ma-cli")
 	save := func() string {
-		return redirect.NormalizeSave([]byte(sh(t, "ip", "netns", "exec", ns, "iptables-save"))) +
-			redirect.NormalizeSave([]byte(sh(t, "ip", "netns", "exec", ns, "ip6tables-save"))) +
-			sh(t, "ip", "-n", ns, "-4", "rule") + sh(t, "ip", "-n", ns, "-6", "rule")
+		return redirect.NormalizeSave([]byte(netnstest.Run(t, "ip", "netns", "exec", ns, "iptables-save"))) +
+			redirect.NormalizeSave([]byte(netnstest.Run(t, "ip", "netns", "exec", ns, "ip6tables-save"))) +
+			netnstest.Run(t, "ip", "-n", ns, "-4", "rule") + netnstest.Run(t, "ip", "-n", ns, "-6", "rule")
 	}
 	before := save()
 

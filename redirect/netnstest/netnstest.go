@@ -101,6 +101,36 @@ func Cmd(ns string, argv ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 }
 
+// newID returns an id unique among this machine's concurrent test
+// processes' namespaces and interfaces.
+func newID() string { return fmt.Sprintf("%d-%d", os.Getpid()%100000, seq.Add(1)) }
+
+// addNS creates namespace ns, deleted at cleanup, or skips t when
+// namespaces cannot be created (root without CAP_SYS_ADMIN, as in an
+// unprivileged container).
+func addNS(t testing.TB, ns string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("skipping: cannot create network namespaces here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Logf("cleanup: ip netns del %s: %v %s", ns, err, out)
+		}
+	})
+}
+
+// NewNamespace creates one network namespace named <name>-<id> with only
+// loopback, up, and returns its name; it is deleted at cleanup. It skips t
+// when namespaces cannot be created; call NeedRoot and NeedBinaries first.
+func NewNamespace(t testing.TB, name string) string {
+	t.Helper()
+	ns := name + "-" + newID()
+	addNS(t, ns)
+	Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	return ns
+}
+
 // macOf returns the MAC address 02:00:a:b:c:d for the first IPv4 address
 // in addrs.
 func macOf(addrs []string) (string, error) {
@@ -121,8 +151,7 @@ func macOf(addrs []string) (string, error) {
 // links up (loopback too) and static neighbour entries for every address
 // of the other end (the first neighbour solicitation on a fresh veth is
 // lost and retried after 1 s, which would slow every test). It skips t
-// when namespaces cannot be created (root without CAP_SYS_ADMIN, as in an
-// unprivileged container); call NeedRoot and NeedBinaries first.
+// when namespaces cannot be created; call NeedRoot and NeedBinaries first.
 func New(t testing.TB, cfg Config) *Topo {
 	t.Helper()
 	appMAC, err := macOf(cfg.App)
@@ -133,18 +162,10 @@ func New(t testing.TB, cfg Config) *Topo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, seq.Add(1))
+	id := newID()
 	tp := &Topo{T: t, App: cfg.Name + "-app-" + id, Srv: cfg.Name + "-srv-" + id}
-	for _, ns := range []string{tp.App, tp.Srv} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("skipping: cannot create network namespaces here: %v %s", err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Logf("cleanup: ip netns del %s: %v %s", ns, err, out)
-			}
-		})
-	}
+	addNS(t, tp.App)
+	addNS(t, tp.Srv)
 	va, vs := cfg.Veth+"a"+id, cfg.Veth+"s"+id
 	Run(t, "ip", "-n", tp.App, "link", "add", va, "address", appMAC, "type", "veth", "peer", "name", vs, "address", srvMAC, "netns", tp.Srv)
 	var cmds [][]string

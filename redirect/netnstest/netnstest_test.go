@@ -76,3 +76,27 @@ func TestTopology(t *testing.T) {
 		t.Fatalf("no static neighbour entry in the app namespace: %q", out)
 	}
 }
+
+// TestNewNamespace: a lone namespace has loopback up and is reachable by
+// name for Cmd and Do.
+func TestNewNamespace(t *testing.T) {
+	NeedRoot(t, "network namespaces")
+	NeedBinaries(t, "ip")
+	ns := NewNamespace(t, "mnt-one")
+	if !strings.HasPrefix(ns, "mnt-one-") {
+		t.Fatalf("namespace name %q", ns)
+	}
+	out, err := Cmd(ns, "ip", "-o", "link", "show", "lo").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ",UP") {
+		t.Fatalf("lo in %s: %v %s", ns, err, out)
+	}
+	var addrs []net.Addr
+	if err := Do(ns, 0, func() { addrs, err = net.InterfaceAddrs() }); err != nil || len(addrs) == 0 {
+		t.Fatalf("addresses in %s: %v %v", ns, addrs, err)
+	}
+	for _, a := range addrs {
+		if ip := a.(*net.IPNet).IP; !ip.IsLoopback() {
+			t.Fatalf("%s has a non-loopback address %v", ns, ip)
+		}
+	}
+}
