@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"testing"
+	"time"
 )
 
 // Routes without plugins of their own share one chain (global rules
@@ -40,5 +41,52 @@ func TestPlainRoutesShareChain(t *testing.T) {
 		if r := e.get(path); r.status != 200 || r.h.Get("X-Backend") != "a" {
 			t.Fatalf("%s: status %d backend %q, want 200 from a", path, r.status, r.h.Get("X-Backend"))
 		}
+	}
+}
+
+// Node pools cost no connection state until traffic: the HostClient is
+// made by the first request, and nodes with the same settings share one
+// interned copy of them.
+func TestHostPoolLazyAndShared(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := backend(t, "a"), backend(t, "b")
+	e.put("/apisix/upstreams/u1", `{"nodes":`+nodesJSON(a)+`}`)
+	e.put("/apisix/upstreams/u2", `{"nodes":`+nodesJSON(b)+`}`)
+	e.put("/apisix/upstreams/slow", `{"nodes":`+nodesJSON(b)+`,"timeout":{"connect":1,"send":1,"read":1}}`)
+	e.put("/apisix/routes/r1", `{"uri":"/r1","upstream_id":"u1"}`)
+	s := e.dp.snap.Load()
+	p1 := s.upstreams[s.routes["r1"].up.key].nodes[0].hc
+	var p2, slow *hostPool
+	for _, up := range s.upstreams {
+		switch up.id {
+		case "u2":
+			p2 = up.nodes[0].hc
+		case "slow":
+			slow = up.nodes[0].hc
+		}
+	}
+	if p1 == nil || p2 == nil || slow == nil {
+		t.Fatal("upstreams not compiled")
+	}
+	for _, p := range []*hostPool{p1, p2, slow} {
+		if p.hc.Load() != nil {
+			t.Fatalf("pool %s has a HostClient before any request", p.addr)
+		}
+	}
+	if p1.cfg != p2.cfg {
+		t.Fatal("nodes with the same settings do not share them")
+	}
+	if p1.cfg == slow.cfg || slow.cfg.Value().to.read != time.Second {
+		t.Fatalf("different timeouts share settings: %+v", slow.cfg.Value())
+	}
+	if r := e.get("/r1"); r.status != 200 || r.h.Get("X-Backend") != "a" {
+		t.Fatalf("/r1: status %d backend %q", r.status, r.h.Get("X-Backend"))
+	}
+	hc := p1.hc.Load()
+	if hc == nil || hc.Addr != p1.addr || hc.ReadTimeout != defaultTimeout {
+		t.Fatalf("first request: HostClient %+v, want one for %s", hc, p1.addr)
+	}
+	if p2.hc.Load() != nil {
+		t.Fatal("an upstream without traffic got a HostClient")
 	}
 }
