@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // listenLoopback listens on 127.0.0.1 and closes at cleanup.
@@ -27,15 +29,7 @@ func listenLoopback(t testing.TB) net.Listener {
 // Serve result on the returned channel.
 func servePT(ln net.Listener, pt *PassThrough) <-chan error {
 	errc := make(chan error, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { errc <- pt.Serve(context.Background(), c) }()
-		}
-	}()
+	netnstest.Serve(ln, func(c net.Conn) { errc <- pt.Serve(context.Background(), c) })
 	return errc
 }
 
@@ -46,18 +40,10 @@ func plainDial(ctx context.Context, network, addr string) (net.Conn, error) {
 
 func TestPassThroughForward(t *testing.T) {
 	backend := listenLoopback(t)
-	go func() {
-		for {
-			c, err := backend.Accept()
-			if err != nil {
-				return
-			}
-			go func() { // echo until EOF, then close: exercises half-close
-				_, _ = io.Copy(c, c)
-				c.Close()
-			}()
-		}
-	}()
+	netnstest.Serve(backend, func(c net.Conn) { // echo until EOF, then close: exercises half-close
+		_, _ = io.Copy(c, c)
+		c.Close()
+	})
 	dst := backend.Addr().(*net.TCPAddr).AddrPort()
 	proxy := listenLoopback(t)
 	errc := servePT(proxy, &PassThrough{

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/meshagent/meshagent/redirect/netnstest"
 )
 
 // BenchmarkRender measures turning a Config into rules (done once per
@@ -112,15 +114,7 @@ func BenchmarkConnectEcho(b *testing.B) {
 // between the two TCP sockets).
 func BenchmarkSplice(b *testing.B) {
 	sink := listenLoopback(b)
-	go func() {
-		for {
-			c, err := sink.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	netnstest.Serve(sink, func(c net.Conn) { _, _ = io.Copy(io.Discard, c); c.Close() })
 	dst := sink.Addr().(*net.TCPAddr).AddrPort()
 	proxy := listenLoopback(b)
 	servePT(proxy, &PassThrough{OriginalDst: func(net.Conn) (netip.AddrPort, error) { return dst, nil }, Dial: plainDial})
