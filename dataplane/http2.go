@@ -125,7 +125,11 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	out.Header.Set("X-Forwarded-For", prior+c.remote)
 	if out.Header.Get("X-Forwarded-Proto") == "" {
-		out.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[c.tls])
+		xfp := "http"
+		if c.tls {
+			xfp = "https"
+		}
+		out.Header.Set("X-Forwarded-Proto", xfp)
 	}
 	out.Header.Set("X-Real-IP", c.remote)
 	if out.Header.Get("X-Forwarded-Host") == "" {
