@@ -266,8 +266,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	s := startSidecar(t, env.ControlPlane.Addr(), xds.NodeConfig{ID: demo.NodeID}, false, true)
-	_ = s
+	startSidecar(t, env.ControlPlane.Addr(), xds.NodeConfig{ID: demo.NodeID}, false, true)
 	for path, want := range map[string]string{"/a": "backend-a", "/b": "backend-b", "/failover": "backend-b"} {
 		code, body, _ := httpGet(t, "http://"+listen+path, nil)
 		if code != http.StatusOK || !strings.HasPrefix(body, want+" ") {
