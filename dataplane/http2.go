@@ -110,7 +110,15 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		d.forwardHTTPViaH1(c, up, ch)
 		return
 	}
-	out := r.Clone(r.Context())
+	ctx := r.Context()
+	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
+		if to, ok := parseGRPCTimeout(gt); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, to)
+			defer cancel()
+		}
+	}
+	out := r.Clone(ctx) // one copy of the request, with its deadline
 	out.RequestURI = ""
 	isGRPC := up.grpc
 	for _, k := range hopHeaders {
@@ -138,15 +146,6 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	if out.Header.Get("X-Forwarded-Port") == "" {
 		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
 			out.Header.Set("X-Forwarded-Port", strconv.Itoa(a.Port))
-		}
-	}
-	ctx := r.Context()
-	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
-		if to, ok := parseGRPCTimeout(gt); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, to)
-			defer cancel()
-			out = out.WithContext(ctx)
 		}
 	}
 	var body *onceBody
