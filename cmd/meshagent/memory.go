@@ -26,6 +26,21 @@ type memConfig struct {
 	// of the executable's read-only pages once startup is done and after
 	// each burst of configuration changes (see startReclaim).
 	trim bool
+	// minInterval bounds how often configuration changes cause a
+	// reclaim (0: defaultReclaimInterval), so a control plane pushing
+	// every few seconds does not cost a forced GC each time.
+	minInterval time.Duration
+}
+
+// defaultReclaimInterval is the least time between two reclaims after
+// configuration changes.
+const defaultReclaimInterval = 10 * time.Second
+
+func (c *memConfig) interval() time.Duration {
+	if c.minInterval > 0 {
+		return c.minInterval
+	}
+	return defaultReclaimInterval
 }
 
 func (c *memConfig) flags(fs *flag.FlagSet) {
@@ -59,7 +74,7 @@ const settleDelay = time.Second
 // background scavenger would keep it for minutes), and trimExecutable
 // unmaps the executable pages touched only by startup and by the
 // compiler of snapshots. Each reclaim costs one full GC, paid only after a
-// configuration change, never per request.
+// configuration change (at most once per minInterval), never per request.
 func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev func() int64, log *slog.Logger) {
 	if !c.trim {
 		return
@@ -76,8 +91,9 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 		}
 		reclaim(log) // startup garbage and init-only pages, at once
 		// Pending once more: sources keep settling right after ready
-		// (the standalone file watcher parses the file again).
+		// (an xDS stream's first pushes, a file re-read).
 		last, pending, quiet := rev(), true, time.Now()
+		var lastReclaim time.Time // the startup one does not count
 		for {
 			select {
 			case <-ctx.Done():
@@ -88,10 +104,10 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 				last, pending, quiet = r, true, time.Now()
 				continue
 			}
-			if !pending || time.Since(quiet) < settleDelay {
+			if !pending || time.Since(quiet) < settleDelay || time.Since(lastReclaim) < c.interval() {
 				continue
 			}
-			pending = false
+			pending, lastReclaim = false, time.Now()
 			reclaim(log)
 		}
 	}()

@@ -104,7 +104,7 @@ func TestStartReclaim(t *testing.T) {
 	var rev atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := memConfig{trim: true}
+	c := memConfig{trim: true, minInterval: 3 * settleDelay}
 	c.startReclaim(ctx, ready.Load, rev.Load, slog.New(countHandler{&n}))
 	waitFor := func(want int64, within time.Duration) {
 		t.Helper()
@@ -127,6 +127,10 @@ func TestStartReclaim(t *testing.T) {
 	time.Sleep(settleDelay / 2)
 	waitFor(2, 0) // not settled yet
 	waitFor(3, 3*settleDelay)
+	rev.Store(8) // settles at once, but within minInterval of the last
+	time.Sleep(settleDelay + settleDelay/2)
+	waitFor(3, 0)
+	waitFor(4, 3*settleDelay)
 
 	var off atomic.Int64
 	c = memConfig{trim: false}
