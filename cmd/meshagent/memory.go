@@ -93,7 +93,8 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 		// Pending once more: sources keep settling right after ready
 		// (an xDS stream's first pushes, a file re-read).
 		last, pending, quiet := rev(), true, time.Now()
-		var lastReclaim time.Time // the startup one does not count
+		var lastReclaim time.Time // startup reclaims do not count
+		startup := true
 		for {
 			select {
 			case <-ctx.Done():
@@ -107,7 +108,11 @@ func (c *memConfig) startReclaim(ctx context.Context, ready func() bool, rev fun
 			if !pending || time.Since(quiet) < settleDelay || time.Since(lastReclaim) < c.interval() {
 				continue
 			}
-			pending, lastReclaim = false, time.Now()
+			pending = false
+			if !startup {
+				lastReclaim = time.Now()
+			}
+			startup = false
 			reclaim(log)
 		}
 	}()
