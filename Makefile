@@ -27,6 +27,8 @@ run: build
 
 test-deps:
 	@sh .ci/deps.sh
+	@if command -v npm >/dev/null && [ ! -d plugins/examples/jsheader/node_modules/@grpc/grpc-js ]; then \
+		echo "npm ci (example JavaScript plugin)"; (cd plugins/examples/jsheader && npm ci --no-audit --no-fund --loglevel=error) || true; fi
 
 test: test-deps
 	$(GO) vet $(PKGS)

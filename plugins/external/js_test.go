@@ -2,37 +2,21 @@ package external_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/meshagent/meshagent/plugins/external"
 	"github.com/meshagent/meshagent/plugins/external/pluginv1"
+	"github.com/meshagent/meshagent/plugins/plugintest"
 )
 
-// jsPlugin returns the node binary and the example plugin's script,
-// installing its npm dependencies when needed; it skips without node/npm.
 func jsPlugin(t *testing.T) (node, script string) {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed (make test installs nodejs as root)")
+	node, script, why := plugintest.JSPlugin()
+	if why != "" {
+		t.Skip(why)
 	}
-	dir, _ := filepath.Abs("../examples/jsheader")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			t.Skip("npm not installed")
-		}
-		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
-	}
-	return node, filepath.Join(dir, "plugin.js")
+	return node, script
 }
 
 func TestJavaScriptPlugin(t *testing.T) {

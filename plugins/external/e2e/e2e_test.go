@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,7 +42,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if node, script, why := jsPlugin(); why != "" {
+	if node, script, why := plugintest.JSPlugin(); why != "" {
 		jsSkip = why
 	} else if js, err = external.Register(external.Spec{Name: "ext-js", Path: node, Args: []string{script}, Timeout: time.Second}, log); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -57,24 +55,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// jsPlugin finds node and the example plugin, installing its npm
-// dependencies when needed; why says why it cannot run.
-func jsPlugin() (node, script, why string) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return "", "", "node not installed (make test installs nodejs as root)"
-	}
-	dir, _ := filepath.Abs("../../examples/jsheader")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js")); err != nil {
-		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Sprintf("npm ci: %v: %s", err, out)
-		}
-	}
-	return node, filepath.Join(dir, "plugin.js"), ""
 }
 
 func TestPluginsChangeRequests(t *testing.T) {
