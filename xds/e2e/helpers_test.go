@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"testing"
 
@@ -28,4 +29,13 @@ func waitListeners(t testing.TB, dp listenerAddrs, names ...string) {
 		}
 		return true
 	})
+}
+
+// waitApplied waits until the data plane serves a snapshot of the store's
+// current revision: a ready client has written its config into the store,
+// which the data plane compiles a moment later.
+func waitApplied(t testing.TB, dp interface{ Revision() int64 }, st interface{ Rev() int64 }) {
+	t.Helper()
+	rev := st.Rev()
+	xdstest.Eventually(t, fmt.Sprintf("data plane at store revision %d", rev), func() bool { return dp.Revision() >= rev })
 }

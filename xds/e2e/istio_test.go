@@ -151,6 +151,7 @@ func TestIstioShapedSnapshot(t *testing.T) {
 	}
 	defer dp.Close()
 	xdstest.WaitReady(t, cl, "")
+	waitApplied(t, dp, st)
 
 	xdstest.Eventually(t, "listeners bound", func() bool {
 		if _, ok := dp.ListenerAddr(translate.ObjectID("virtualOutbound")); !ok {

@@ -86,6 +86,9 @@ func startSidecar(t *testing.T, cpAddr string, cfg xds.NodeConfig, delta, withDa
 		_ = st.Close()
 	})
 	xdstest.WaitReady(t, cl, "sidecar")
+	if s.dp != nil {
+		waitApplied(t, s.dp, st)
+	}
 	return s
 }
 
