@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -88,5 +89,28 @@ func TestHostPoolLazyAndShared(t *testing.T) {
 	}
 	if p2.hc.Load() != nil {
 		t.Fatal("an upstream without traffic got a HostClient")
+	}
+}
+
+// A route's fingerprint has a fixed size however many consumers and
+// global rules there are (it embeds a digest of them), and still changes
+// when they change.
+func TestRouteFingerprintBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	a := backend(t, "a")
+	e.put("/apisix/routes/r", `{"uri":"/r","upstream":{"nodes":`+nodesJSON(a)+`}}`)
+	fp0 := e.dp.snap.Load().routes["r"].fp
+	for i := range 200 {
+		e.put(fmt.Sprintf("/apisix/consumers/consumer%03d", i), fmt.Sprintf(`{"username":"consumer%03d"}`, i))
+	}
+	fp1 := e.dp.snap.Load().routes["r"].fp
+	if fp1 == fp0 {
+		t.Fatal("route fingerprint did not change with the consumers")
+	}
+	if len(fp1) > len(fp0)+8 || len(fp1) > 200 {
+		t.Fatalf("route fingerprint grew with 200 consumers: %d bytes (was %d)", len(fp1), len(fp0))
+	}
+	if r := e.get("/r"); r.status != 200 || r.h.Get("X-Backend") != "a" {
+		t.Fatalf("/r: status %d backend %q", r.status, r.h.Get("X-Backend"))
 	}
 }

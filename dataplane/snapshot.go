@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -259,7 +261,10 @@ func (b *builder) build() *snapshot {
 		}
 		global = append(global, es...)
 	}
-	globalFP := gfp.String()
+	// Digest of the global inputs: every route's fingerprint embeds it,
+	// and the consumers' part alone grows with their number (1,000
+	// consumers made each of 10k routes carry ~40 KB).
+	globalFP := fpDigest(gfp.String())
 	if b.prev != nil && b.prev.plainChain != nil && b.prev.plainFP == globalFP {
 		s.plainChain, s.plainFP = b.prev.plainChain, globalFP // see chain
 	}
@@ -341,6 +346,14 @@ func (b *builder) build() *snapshot {
 		}
 	}
 	return s
+}
+
+// fpDigest is a fixed-size stand-in for a fingerprint: SHA-256, so two
+// different inputs never pass for the same (a match reuses a compiled
+// route as is).
+func fpDigest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func (b *builder) reject(kind, id string, err error) {
