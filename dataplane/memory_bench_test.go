@@ -133,3 +133,40 @@ func BenchmarkRebuild10k(b *testing.B) {
 		dp.rebuild()
 	}
 }
+
+// BenchmarkConsumersMemory is the live heap of 2k routes and upstreams
+// with 1k consumers: the global inputs (consumers, global rules) every
+// route depends on must not be copied into every route.
+func BenchmarkConsumersMemory(b *testing.B) {
+	for range b.N {
+		base := heapInUse()
+		st, err := store.New(store.Options{Decoder: apisix.Decode})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range 1000 {
+			u := "consumer" + strconv.Itoa(i)
+			if _, err := st.Put(context.Background(), &pb.PutRequest{Key: []byte("/apisix/consumers/" + u), Value: []byte(`{"username":"` + u + `"}`)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rev := putScale(b, st, 2000)
+		dp, err := New(Options{Source: st, Logger: testLogger(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := dp.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for dp.Revision() < rev {
+			if time.Now().After(deadline) {
+				b.Fatalf("data plane at revision %d, want %d", dp.Revision(), rev)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(heapInUse()-base)/(1<<20), "heap-MB")
+		dp.Close()
+		st.Close()
+	}
+}
