@@ -23,11 +23,7 @@ func (c *Client) deltaSession(ctx context.Context, conn *grpc.ClientConn) (got b
 	first := true
 	send := func(req *discoveryv3.DeltaDiscoveryRequest, ts *typeState) error {
 		c.mu.Lock()
-		if first {
-			req.Node = c.o.Node
-			first = false
-		}
-		c.markSentLocked(ts)
+		req.Node = c.stampLocked(ts, &first)
 		c.mu.Unlock()
 		if err := stream.Send(req); err != nil {
 			return fmt.Errorf("xds: send %s delta request: %w", ts.kind, err)

@@ -31,12 +31,8 @@ func (c *Client) sotwSession(ctx context.Context, conn *grpc.ClientConn) (got bo
 			ResponseNonce: ts.nonce,
 			ResourceNames: names,
 			ErrorDetail:   nackDetail(nack),
+			Node:          c.stampLocked(ts, &first),
 		}
-		if first {
-			req.Node = c.o.Node
-			first = false
-		}
-		c.markSentLocked(ts)
 		c.mu.Unlock()
 		if err := stream.Send(req); err != nil {
 			return fmt.Errorf("xds: send %s request: %w", ts.kind, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -64,13 +65,19 @@ func receive[R adsResponse](ctx context.Context, c *Client, recv func() (R, erro
 	}
 }
 
-// markSentLocked records that a request for ts went out on this stream;
-// c.mu must be held.
-func (c *Client) markSentLocked(ts *typeState) {
+// stampLocked records that a request for ts goes out on this stream and
+// returns the node identity for it: the stream's first request carries it
+// (*first is then cleared), later ones nil. c.mu must be held.
+func (c *Client) stampLocked(ts *typeState, first *bool) *corev3.Node {
 	ts.sent = true
 	if ts.state == StateIdle {
 		ts.state = StateRequested
 	}
+	if !*first {
+		return nil
+	}
+	*first = false
+	return c.o.Node
 }
 
 // decodeAny decodes one resource of kind k.
