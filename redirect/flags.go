@@ -37,22 +37,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		})
 	}
 	ports := func(name, usage string, dst *[]uint16) {
-		fs.Func(name, usage+" (comma-separated; empty or * for none/all)", func(s string) error {
-			v, err := ParsePorts(s)
-			if err == nil {
-				*dst = v
-			}
-			return err
-		})
+		fs.Func(name, usage+" (comma-separated; empty or * for none/all)", parsedInto(dst, ParsePorts))
 	}
 	ids := func(name, usage string, dst *[]uint32) {
-		fs.Func(name, usage+" (comma-separated)", func(s string) error {
-			v, err := ParseIDs(s)
-			if err == nil {
-				*dst = v
-			}
-			return err
-		})
+		fs.Func(name, usage+" (comma-separated)", parsedInto(dst, ParseIDs))
 	}
 	port("outbound-port", "port captured outbound TCP is redirected to", &c.OutboundPort)
 	port("inbound-port", "port captured inbound TCP is delivered to", &c.InboundPort)
@@ -61,29 +49,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	ids("exclude-uids", "more uids whose outbound TCP is never captured", &c.ExcludeUIDs)
 	ids("exclude-gids", "more gids whose outbound TCP is never captured", &c.ExcludeGIDs)
 	u32("bypass-mark", "SO_MARK exempting a socket from capture", &c.BypassMark, true)
-	fs.Func("include-outbound-cidrs", "destination CIDRs to capture (comma-separated; empty or * for all)", func(s string) error {
-		v, err := ParseCIDRs(s)
-		if err == nil {
-			c.IncludeOutboundCIDRs = v
-		}
-		return err
-	})
-	fs.Func("exclude-outbound-cidrs", "destination CIDRs never captured (comma-separated)", func(s string) error {
-		v, err := ParseCIDRs(s)
-		if err == nil {
-			c.ExcludeOutboundCIDRs = v
-		}
-		return err
-	})
+	fs.Func("include-outbound-cidrs", "destination CIDRs to capture (comma-separated; empty or * for all)", parsedInto(&c.IncludeOutboundCIDRs, ParseCIDRs))
+	fs.Func("exclude-outbound-cidrs", "destination CIDRs never captured (comma-separated)", parsedInto(&c.ExcludeOutboundCIDRs, ParseCIDRs))
 	ports("include-outbound-ports", "destination ports to capture", &c.IncludeOutboundPorts)
 	ports("exclude-outbound-ports", "destination ports never captured", &c.ExcludeOutboundPorts)
-	fs.Func("inbound-mode", "inbound capture: redirect, tproxy or none (default "+c.InboundMode.String()+")", func(s string) error {
-		m, err := ParseInboundMode(s)
-		if err == nil {
-			c.InboundMode = m
-		}
-		return err
-	})
+	fs.Func("inbound-mode", "inbound capture: redirect, tproxy or none (default "+c.InboundMode.String()+")", parsedInto(&c.InboundMode, ParseInboundMode))
 	ports("include-inbound-ports", "local ports whose inbound TCP is captured", &c.IncludeInboundPorts)
 	ports("exclude-inbound-ports", "local ports never captured inbound", &c.ExcludeInboundPorts)
 	u32("tproxy-mark", "fwmark set by TPROXY", &c.TProxyMark, true)
@@ -111,4 +81,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+}
+
+// parsedInto returns a flag.Func callback that stores parse's result in
+// *dst; a value parse rejects leaves *dst alone and fails the flag.
+func parsedInto[T any](dst *T, parse func(string) (T, error)) func(string) error {
+	return func(s string) error {
+		v, err := parse(s)
+		if err == nil {
+			*dst = v
+		}
+		return err
+	}
 }
