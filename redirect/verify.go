@@ -139,26 +139,14 @@ func diffRuleset(rs *Ruleset, cur saved, rep *Report) (gateReleased bool) {
 // the same rules are present in another order, the first position where
 // the order differs (rule order decides which rule matches first).
 func diffChain(add func(string, ...any), c TableChain, want, have []string) {
-	wantSet := multiset(want)
-	haveSet := multiset(have)
-	same := true
-	for _, r := range want {
-		if haveSet[r] > 0 {
-			haveSet[r]--
-			continue
-		}
-		same = false
+	missing, unexpected := unmatched(want, have), unmatched(have, want)
+	for _, r := range missing {
 		add("table %s chain %s: missing rule %q", c.Table, c.Chain, r)
 	}
-	for _, r := range have {
-		if wantSet[r] > 0 {
-			wantSet[r]--
-			continue
-		}
-		same = false
+	for _, r := range unexpected {
 		add("table %s chain %s: unexpected rule %q", c.Table, c.Chain, r)
 	}
-	if !same {
+	if len(missing) > 0 || len(unexpected) > 0 {
 		return
 	}
 	for i := range want {
@@ -169,10 +157,20 @@ func diffChain(add func(string, ...any), c TableChain, want, have []string) {
 	}
 }
 
-func multiset(xs []string) map[string]int {
-	m := make(map[string]int, len(xs))
-	for _, x := range xs {
-		m[x]++
+// unmatched returns the items of xs that ys does not match one for one, in
+// xs's order (a rule present twice in xs and once in ys is listed once).
+func unmatched(xs, ys []string) []string {
+	left := make(map[string]int, len(ys))
+	for _, y := range ys {
+		left[y]++
 	}
-	return m
+	var out []string
+	for _, x := range xs {
+		if left[x] > 0 {
+			left[x]--
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
 }
