@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -250,4 +251,36 @@ func FuzzParseSave(f *testing.F) {
 		_ = installInput(&p.Rulesets[0], s)
 		_ = removeInput(s, nil)
 	})
+}
+
+// TestDiffChain: missing and unexpected rules are counted one for one (a
+// duplicate is reported), and only identical multisets are checked for
+// order.
+func TestDiffChain(t *testing.T) {
+	c := TableChain{"nat", "MESHAGENT_X"}
+	for _, tc := range []struct {
+		name       string
+		want, have []string
+		report     []string
+	}{
+		{"same", []string{"a", "b"}, []string{"a", "b"}, nil},
+		{"missing", []string{"a", "b"}, []string{"a"}, []string{`table nat chain MESHAGENT_X: missing rule "b"`}},
+		{"unexpected", []string{"a"}, []string{"a", "c"}, []string{`table nat chain MESHAGENT_X: unexpected rule "c"`}},
+		{"duplicate", []string{"a"}, []string{"a", "a"}, []string{`table nat chain MESHAGENT_X: unexpected rule "a"`}},
+		{"both", []string{"a", "b"}, []string{"b", "c"}, []string{
+			`table nat chain MESHAGENT_X: missing rule "a"`,
+			`table nat chain MESHAGENT_X: unexpected rule "c"`,
+		}},
+		{"order", []string{"a", "b", "c"}, []string{"a", "c", "b"}, []string{
+			`table nat chain MESHAGENT_X: rule 2 is "c", want "b" (order differs)`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			diffChain(func(f string, args ...any) { got = append(got, fmt.Sprintf(f, args...)) }, c, tc.want, tc.have)
+			if strings.Join(got, "\n") != strings.Join(tc.report, "\n") {
+				t.Fatalf("reported:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.report, "\n"))
+			}
+		})
+	}
 }
