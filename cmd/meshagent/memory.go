@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 )
 
@@ -15,6 +17,14 @@ import (
 // 1.5x the live configuration instead of 2x at a CPU cost paid only
 // while configuration changes (docs/benchmarks/memory.md).
 const defaultGCPercent = 50
+
+// defaultHistoryLimit is the watch history `run` keeps, in revisions.
+// Each revision keeps the previous versions of the objects it changed
+// (raw JSON and decoded value, ~1 KB for a small upstream, ten times that
+// for one with 100 endpoints); under endpoint churn the store's own
+// default of 10,000 revisions held ~7 MB per 8k small updates. 1,000
+// revisions still cover any watcher that is seconds behind.
+const defaultHistoryLimit = 1000
 
 // memConfig is the memory tuning of `meshagent run`.
 type memConfig struct {
@@ -26,6 +36,9 @@ type memConfig struct {
 	// of the executable's read-only pages once startup is done and after
 	// each burst of configuration changes (see startReclaim).
 	trim bool
+	// historyLimit is the store's watch history in revisions
+	// (store.Options.HistoryLimit).
+	historyLimit int
 	// minInterval bounds how often configuration changes cause a
 	// reclaim (0: defaultReclaimInterval), so a control plane pushing
 	// every few seconds does not cost a forced GC each time.
@@ -45,6 +58,15 @@ func (c *memConfig) interval() time.Duration {
 
 func (c *memConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.gcPercent, "gc-percent", 0, "GC target percentage (as GOGC; 0: $GOGC if set, else 50; -1: off)")
+	c.historyLimit = defaultHistoryLimit
+	fs.Func("history-limit", "store revisions of watch history kept for etcd watchers that resume; older ones are compacted, as etcd's, and APISIX then reloads (default "+strconv.Itoa(defaultHistoryLimit)+")", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("must be an integer >= 1, got %q", v)
+		}
+		c.historyLimit = n
+		return nil
+	})
 	fs.BoolVar(&c.trim, "memory-trim", true, "once ready and after each burst of config changes, return free heap to the OS and unmap executable pages touched only at init (they fault back from the page cache if used)")
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -138,5 +140,27 @@ func TestStartReclaim(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if off.Load() != 0 {
 		t.Fatal("reclaim ran with --memory-trim=false")
+	}
+}
+
+func TestHistoryLimitFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+		ok   bool
+	}{
+		{nil, defaultHistoryLimit, true},
+		{[]string{"--history-limit", "50"}, 50, true},
+		{[]string{"--history-limit", "0"}, 0, false},
+		{[]string{"--history-limit", "x"}, 0, false},
+	} {
+		var c memConfig
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.flags(fs)
+		err := fs.Parse(tc.args)
+		if (err == nil) != tc.ok || tc.ok && c.historyLimit != tc.want {
+			t.Errorf("%v: limit %d err %v; want %d ok=%v", tc.args, c.historyLimit, err, tc.want, tc.ok)
+		}
 	}
 }

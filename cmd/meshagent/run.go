@@ -123,7 +123,8 @@ func runRun(ctx context.Context, args []string) error {
 	// --- end capture ---
 
 	// 1. The store: the single source of truth, validating every write.
-	st, err := store.New(store.Options{Decoder: apisix.Decode, Logger: log.With("component", "store")})
+	st, err := store.New(store.Options{Decoder: apisix.Decode, Logger: log.With("component", "store"),
+		HistoryLimit: cfg.mem.historyLimit}) // --- memory tuning (memory.go) ---
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
