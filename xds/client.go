@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -302,12 +303,8 @@ func (c *Client) missing() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
-	for _, k := range namedKinds {
-		for _, n := range c.o.Handler.Wanted(k) {
-			if _, ok := c.types[k].known[n]; !ok {
-				out = append(out, k.String()+"/"+n)
-			}
-		}
+	for k, n := range c.missingLocked() {
+		out = append(out, k.String()+"/"+n)
 	}
 	return out
 }
@@ -323,15 +320,25 @@ func (c *Client) complete() bool {
 	if !c.types[translate.KindCluster].firstDone || !c.types[translate.KindListener].firstDone {
 		return false
 	}
-	for _, k := range namedKinds {
-		known := c.types[k].known
-		for _, n := range c.o.Handler.Wanted(k) {
-			if _, ok := known[n]; !ok {
-				return false
+	for range c.missingLocked() {
+		return false
+	}
+	return true
+}
+
+// missingLocked yields the kind and name of every resource the handler
+// wants that has not arrived. c.mu must be held.
+func (c *Client) missingLocked() iter.Seq2[translate.Kind, string] {
+	return func(yield func(translate.Kind, string) bool) {
+		for _, k := range namedKinds {
+			known := c.types[k].known
+			for _, n := range c.o.Handler.Wanted(k) {
+				if _, ok := known[n]; !ok && !yield(k, n) {
+					return
+				}
 			}
 		}
 	}
-	return true
 }
 
 // wantedChange returns the new subscription of a named type when it
