@@ -47,8 +47,6 @@ var (
 	// ErrRefused reports a connection refused by a PassThrough configured
 	// to refuse unmatched traffic.
 	ErrRefused = errors.New("redirect: pass-through refused")
-	// ErrGateClosed reports a Gate used after Close.
-	ErrGateClosed = errors.New("redirect: gate closed")
 )
 
 // InboundMode selects how inbound TCP reaches the proxy.

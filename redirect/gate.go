@@ -193,6 +193,9 @@ func (g *Gate) Held() int {
 	return len(g.held)
 }
 
+// release moves the gate to state why, once: it accepts the held packets,
+// deletes the gate rule and unbinds the queue. Later calls wait for the
+// first to finish and return its error.
 func (g *Gate) release(ctx context.Context, why GateState) error {
 	g.mu.Lock()
 	if g.released {
