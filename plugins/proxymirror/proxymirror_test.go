@@ -31,8 +31,13 @@ func TestProxyMirror(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("no mirrored request")
 	}
-	if proxymirror.Stats.Sent.Load() < 1 {
-		t.Fatalf("not counted")
+	// Sent is counted once the mirror's response is read, after the
+	// handler above has run: wait for it (bounded).
+	for deadline := time.Now().Add(3 * time.Second); proxymirror.Stats.Sent.Load() < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror not counted as sent")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	e.Rejected("bad", "/bad", `{"proxy-mirror":{"host":"http://h/path"}}`, "host")
 	e.Rejected("bad2", "/bad2", `{"proxy-mirror":{"host":"http://h","sample_ratio":2}}`, "sample_ratio")
