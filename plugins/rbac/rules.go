@@ -87,6 +87,21 @@ func unsupported(field string) error {
 	return fmt.Errorf("%w: field %q: not supported", ErrInvalid, field)
 }
 
+// compileSet compiles the members of an and/or set (permissions' rules or
+// principals' ids) one level deeper.
+func compileSet(field, list string, kind ruleKind, items []json.RawMessage, depth int,
+	compile func(string, json.RawMessage, int) (*rule, error)) (*rule, error) {
+	r := &rule{kind: kind}
+	for i, c := range items {
+		cr, err := compile(fmt.Sprintf("%s.%s[%d]", field, list, i), c, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		r.children = append(r.children, cr)
+	}
+	return r, nil
+}
+
 func compilePermission(field string, raw json.RawMessage, depth int) (*rule, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
@@ -101,20 +116,10 @@ func compilePermission(field string, raw json.RawMessage, depth int) (*rule, err
 	}
 	f := field + "." + name
 	switch name {
-	case "andRules", "orRules":
-		set := j.AndRules
-		r := &rule{kind: rAnd}
-		if name == "orRules" {
-			set, r.kind = j.OrRules, rOr
-		}
-		for i, c := range set.Rules {
-			cr, err := compilePermission(fmt.Sprintf("%s.rules[%d]", f, i), c, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			r.children = append(r.children, cr)
-		}
-		return r, nil
+	case "andRules":
+		return compileSet(f, "rules", rAnd, j.AndRules.Rules, depth, compilePermission)
+	case "orRules":
+		return compileSet(f, "rules", rOr, j.OrRules.Rules, depth, compilePermission)
 	case "any":
 		if !*j.Any {
 			return nil, bad(f, fmt.Errorf("must be true"))
@@ -188,20 +193,10 @@ func compilePrincipal(field string, raw json.RawMessage, depth int) (*rule, erro
 	}
 	f := field + "." + name
 	switch name {
-	case "andIds", "orIds":
-		set := j.AndIDs
-		r := &rule{kind: rAnd}
-		if name == "orIds" {
-			set, r.kind = j.OrIDs, rOr
-		}
-		for i, c := range set.IDs {
-			cr, err := compilePrincipal(fmt.Sprintf("%s.ids[%d]", f, i), c, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			r.children = append(r.children, cr)
-		}
-		return r, nil
+	case "andIds":
+		return compileSet(f, "ids", rAnd, j.AndIDs.IDs, depth, compilePrincipal)
+	case "orIds":
+		return compileSet(f, "ids", rOr, j.OrIDs.IDs, depth, compilePrincipal)
 	case "any":
 		if !*j.Any {
 			return nil, bad(f, fmt.Errorf("must be true"))
