@@ -40,7 +40,8 @@ bench:
 
 lint:
 	$(GO) vet $(PKGS)
-	@gofmt -l . | tee /dev/stderr | (! read)
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 fuzz-short:
 	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
