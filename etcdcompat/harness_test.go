@@ -288,13 +288,3 @@ func (s *side) readLines(t testing.TB, r *bufio.Reader, n int, timeout time.Dura
 	}
 	return out
 }
-
-// sortedKeys is a small helper for deterministic map output in tests.
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}

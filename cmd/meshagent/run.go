@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -238,30 +236,4 @@ func startSources(ctx context.Context, cfg *runConfig, st store.Store, log *slog
 	}
 	// --- end xDS ---
 	return nil
-}
-
-// startAdmin serves the data plane's readiness and counters. The full
-// admin API (/config_dump, /xds_status) lives in dataplane/admin and
-// replaces this minimal handler when wired in.
-func startAdmin(cfg *runConfig, dp *dataplane.Dataplane, log *slog.Logger) (func(), error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !dp.Ready() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(dp.Stats().Snapshot())
-	})
-	l, err := net.Listen("tcp", cfg.adminListen)
-	if err != nil {
-		return nil, fmt.Errorf("--admin-listen: %w", err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(l) }()
-	log.Info("admin listening", "address", l.Addr().String())
-	return func() { _ = hs.Close() }, nil
 }

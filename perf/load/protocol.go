@@ -97,9 +97,3 @@ func NewFactory(p Protocol, cfg ClientConfig) (Factory, error) {
 	}
 	return nil, fmt.Errorf("%w: %v", ErrProtocol, p)
 }
-
-// FactoryFunc adapts a function to Factory.
-type FactoryFunc func() Client
-
-// NewClient calls f.
-func (f FactoryFunc) NewClient() Client { return f() }

@@ -83,17 +83,6 @@ func (d *Direct) PID() int { return d.pid }
 // Stop implements Target; the backend is stopped by its owner.
 func (*Direct) Stop() error { return nil }
 
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago, for configuring proxies that cannot report the port they bound.
-func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("target: find a free port: %w", err)
-	}
-	a := ln.Addr().String()
-	return a, ln.Close()
-}
-
 func freeAddrs(n int) ([]string, error) {
 	// Hold all listeners open until every port is picked so they differ.
 	lns := make([]net.Listener, 0, n)

@@ -57,14 +57,3 @@ func (t *table[V]) with(key string, now time.Time, fn func(v *V, last time.Time,
 	fn(&it.v, it.last, !ok)
 	it.last = now
 }
-
-// len counts keys (tests).
-func (t *table[V]) len() int {
-	n := 0
-	for i := range t.shards {
-		t.shards[i].mu.Lock()
-		n += len(t.shards[i].m)
-		t.shards[i].mu.Unlock()
-	}
-	return n
-}
