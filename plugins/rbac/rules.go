@@ -102,19 +102,28 @@ func compileSet(field, list string, kind ruleKind, items []json.RawMessage, dept
 	return r, nil
 }
 
-func compilePermission(field string, raw json.RawMessage, depth int) (*rule, error) {
+// decodeRule checks the nesting depth, strictly decodes one permission
+// or principal into j, and returns the name of its one set field and that
+// field's path.
+func decodeRule(field string, raw json.RawMessage, depth int, j any) (name, path string, err error) {
 	if depth > maxDepth {
-		return nil, fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
+		return "", "", fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
 	}
+	if err := strict(raw, j); err != nil {
+		return "", "", bad(field, err)
+	}
+	if name, err = one(field, j); err != nil {
+		return "", "", err
+	}
+	return name, field + "." + name, nil
+}
+
+func compilePermission(field string, raw json.RawMessage, depth int) (*rule, error) {
 	var j permissionJSON
-	if err := strict(raw, &j); err != nil {
-		return nil, bad(field, err)
-	}
-	name, err := one(field, &j)
+	name, f, err := decodeRule(field, raw, depth, &j)
 	if err != nil {
 		return nil, err
 	}
-	f := field + "." + name
 	switch name {
 	case "andRules":
 		return compileSet(f, "rules", rAnd, j.AndRules.Rules, depth, compilePermission)
@@ -180,18 +189,11 @@ func compilePath(f string, p *pathJSON) (*rule, error) {
 }
 
 func compilePrincipal(field string, raw json.RawMessage, depth int) (*rule, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("%w: field %q: nested deeper than %d", ErrInvalid, field, maxDepth)
-	}
 	var j principalJSON
-	if err := strict(raw, &j); err != nil {
-		return nil, bad(field, err)
-	}
-	name, err := one(field, &j)
+	name, f, err := decodeRule(field, raw, depth, &j)
 	if err != nil {
 		return nil, err
 	}
-	f := field + "." + name
 	switch name {
 	case "andIds":
 		return compileSet(f, "ids", rAnd, j.AndIDs.IDs, depth, compilePrincipal)
