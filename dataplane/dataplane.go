@@ -17,6 +17,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -82,7 +83,18 @@ type Options struct {
 	// RefusePassThrough resets (RST) connections that would be passed
 	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
 	RefusePassThrough bool
+	// HTTP1Engine chooses how plaintext HTTP/1.1 is served: "evloop" (the
+	// default on Linux) forwards requests of routes without plugins from
+	// epoll event loops and hands everything else to fasthttp; "fasthttp"
+	// serves all of it with fasthttp.
+	HTTP1Engine string
 }
+
+// HTTP/1.1 engines (Options.HTTP1Engine).
+const (
+	EngineEvloop   = "evloop"
+	EngineFasthttp = "fasthttp"
+)
 
 // Stats are the data plane's counters; all fields are atomics.
 type Stats struct {
@@ -140,6 +152,7 @@ type Dataplane struct {
 	connMu    sync.Mutex
 	conns     map[net.Conn]struct{} // accepted connections, closed by Close
 	tlsm      *mtls.Manager         // mTLS certificates in force
+	h1        *h1loops              // HTTP/1.1 event loops; nil: fasthttp only
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -155,6 +168,13 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	if opts.Coalesce <= 0 {
 		opts.Coalesce = 5 * time.Millisecond
+	}
+	switch opts.HTTP1Engine {
+	case "":
+		opts.HTTP1Engine = EngineEvloop
+	case EngineEvloop, EngineFasthttp:
+	default:
+		return nil, fmt.Errorf("dataplane: HTTP/1.1 engine %q: want %s or %s", opts.HTTP1Engine, EngineEvloop, EngineFasthttp)
 	}
 	d := &Dataplane{opts: opts, log: opts.Logger, dynamic: map[string]*listener{}, changed: make(chan struct{}, 1)}
 	d.servers.d = d
@@ -179,6 +199,13 @@ func (d *Dataplane) Start(ctx context.Context) error {
 	}
 	d.objs.rev = rev
 	d.rebuild()
+	if d.opts.HTTP1Engine == EngineEvloop {
+		h1, err := newH1Loops(d, h1LoopCount())
+		if err != nil {
+			d.log.Warn("dataplane: HTTP/1.1 event loops unavailable; fasthttp serves all requests", "err", err)
+		}
+		d.h1 = h1
+	}
 	if d.opts.HTTPListen != "" {
 		l, err := d.listenStatic(d.opts.HTTPListen, kindHTTP)
 		if err != nil {
@@ -351,6 +378,7 @@ func (d *Dataplane) Close() error {
 	}
 	d.closeListeners()
 	d.wg.Wait()
+	d.h1.close()
 	d.connMu.Lock()
 	for c := range d.conns {
 		_ = c.Close()

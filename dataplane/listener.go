@@ -359,6 +359,9 @@ func (d *Dataplane) serveSniffed(c net.Conn, table string, res *sniffResult, isT
 	case protoHTTP1:
 		// ServeConn closes c unless a WebSocket upgrade hijacked it.
 		if pc, ok := c.(*peekConn); ok && !isTLS {
+			if d.h1.adopt(pc, table) {
+				return // the event loops own it now (h1loop_linux.go)
+			}
 			pc.lazyIdle = d.servers.idleTimeout()
 			_ = d.servers.getLazy(table).ServeConn(pc)
 			return

@@ -45,11 +45,11 @@ func TestPlainRoutesShareChain(t *testing.T) {
 	}
 }
 
-// Node pools cost no connection state until traffic: the HostClient is
+// Node pools cost no connection state until traffic: fasthttp's HostClient is
 // made by the first request, and nodes with the same settings share one
 // interned copy of them.
 func TestHostPoolLazyAndShared(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(o *Options) { o.HTTP1Engine = EngineFasthttp }) // the event loops have pools of their own
 	a, b := backend(t, "a"), backend(t, "b")
 	e.put("/apisix/upstreams/u1", `{"nodes":`+nodesJSON(a)+`}`)
 	e.put("/apisix/upstreams/u2", `{"nodes":`+nodesJSON(b)+`}`)

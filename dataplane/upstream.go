@@ -116,6 +116,9 @@ type upstream struct {
 	// dial dials the node (Options.PassThroughDial) of an original
 	// destination's runtime (origdst.go); nil: a net.Dialer.
 	dial dialFunc
+	// fast caches whether the HTTP/1.1 event loops may forward here
+	// (fastH1, h1loop_linux.go): 0 not known yet, 1 yes, 2 no.
+	fast atomic.Int32
 }
 
 // UpstreamID implements plugins.Upstream.

@@ -113,6 +113,20 @@ func implements(f any, p Phase) bool {
 // work such as buffering a body).
 func (c *Chain) Has(p Phase) bool { return c != nil && len(c.phases[p]) > 0 }
 
+// Empty reports whether no filter runs in any phase: the request path may
+// then skip the plugin machinery altogether.
+func (c *Chain) Empty() bool {
+	if c == nil {
+		return true
+	}
+	for p := range c.phases {
+		if len(c.phases[p]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Len is the number of filter steps in phase p.
 func (c *Chain) Len(p Phase) int {
 	if c == nil {

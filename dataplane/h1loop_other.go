@@ -1,0 +1,13 @@
+//go:build !linux
+
+package dataplane
+
+// The HTTP/1.1 event loops are Linux-only (epoll); elsewhere fasthttp
+// serves every request.
+
+type h1loops struct{}
+
+func newH1Loops(*Dataplane, int) (*h1loops, error) { return nil, nil }
+func h1LoopCount() int                              { return 0 }
+func (*h1loops) adopt(*peekConn, string) bool       { return false }
+func (*h1loops) close()                             {}
