@@ -8,6 +8,9 @@
 //   - load: the load generators (HTTP/1.1, HTTP/2, gRPC unary and streaming,
 //     TCP) and the closed- and open-loop runner with warm-up and
 //     coordinated-omission correction.
+//   - wrk: the wrk binary as an alternative HTTP/1.1 load generator, with a
+//     Lua done() script that exports its exact results, and the parser of
+//     its output.
 //   - target: the systems under test (direct, meshagent, nginx, haproxy),
 //     each configured, started and stopped by perf on loopback.
 //   - report: the text table, JSON and HTML (inline SVG) reports.

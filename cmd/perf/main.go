@@ -28,6 +28,7 @@ import (
 	"github.com/meshagent/meshagent/perf/report"
 	"github.com/meshagent/meshagent/perf/scenario"
 	"github.com/meshagent/meshagent/perf/target"
+	"github.com/meshagent/meshagent/perf/wrk"
 )
 
 func main() {
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type options struct {
 	protocol, targets, path, jsonFile, htmlFile string
 	meshagent, meshagentArgs, nginx, haproxy    string
+	client, wrk                                 string
+	wrkThreads                                  int
 	sizes, methods                              string
 	connections, rounds, payload, pushes, procs int
 	backendProcs                                int
@@ -107,6 +110,11 @@ func (o *options) flags(name string, fs *flag.FlagSet) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up per round, excluded from results")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (compare, tcp)")
+	if name == "compare" {
+		fs.StringVar(&o.client, "client", "perf", "load generator: perf (its own clients) or wrk (HTTP/1.1, closed loop, whole seconds)")
+		fs.StringVar(&o.wrk, "wrk", "wrk", "wrk binary (--client wrk)")
+		fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads (-t), at most --connections")
+	}
 	fs.IntVar(&o.payload, "payload", 0, "payload bytes: gRPC message / TCP echo (64) or one bulk transfer (1 MiB)")
 	fs.StringVar(&o.path, "path", "/", "HTTP request path")
 	fs.StringVar(&o.targets, "targets", "direct,meshagent,nginx,haproxy", "comma-separated targets, in round order")
@@ -140,6 +148,19 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	if err != nil {
 		return fmt.Errorf("--protocol: %w", err)
 	}
+	lo := load.Options{Connections: o.connections, Rate: o.rate, Duration: o.duration, Requests: o.requests, Warmup: o.warmup}
+	var driver scenario.Driver
+	switch o.client {
+	case "", "perf":
+	case "wrk":
+		w := &wrk.Runner{Bin: o.wrk, Threads: o.wrkThreads, Path: o.path, Timeout: o.timeout}
+		if err := w.Check(proto, lo); err != nil {
+			return fmt.Errorf("--client wrk: %w", err)
+		}
+		driver = w
+	default:
+		return fmt.Errorf("--client: unknown load generator %q (want perf or wrk)", o.client)
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	prog := report.NewProgress(stderr)
 	if o.quiet {
@@ -151,7 +172,6 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	}
 	defer stopBackend()
 
-	lo := load.Options{Connections: o.connections, Rate: o.rate, Duration: o.duration, Requests: o.requests, Warmup: o.warmup}
 	cc := load.ClientConfig{Path: o.path, Payload: o.payload, Timeout: o.timeout}
 	newMesh := func() *target.Meshagent {
 		return &target.Meshagent{Bin: o.meshagent, Args: strings.Fields(o.meshagentArgs), GOMAXPROCS: o.procs}
@@ -175,7 +195,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 			}
 		}
 		rep, err = scenario.Compare(ctx, scenario.CompareConfig{Backend: b, Targets: ts, Protocol: proto, Load: lo,
-			Rounds: o.rounds, Client: cc, Progress: prog, Log: log})
+			Rounds: o.rounds, Client: cc, Driver: driver, Progress: prog, Log: log})
 	case "churn":
 		rep, err = scenario.Churn(ctx, scenario.ChurnConfig{Backend: b, Meshagent: newMesh(), Protocol: proto, Load: lo,
 			Client: cc, Pushes: o.pushes, Progress: prog, Log: log})

@@ -32,7 +32,14 @@ func NewHistogram() *Histogram {
 
 // Record adds one latency. Values below 1 µs count as 1 µs and values above
 // 60 s count as 60 s, so no sample is ever dropped.
-func (h *Histogram) Record(d time.Duration) {
+func (h *Histogram) Record(d time.Duration) { h.RecordN(d, 1) }
+
+// RecordN adds n samples of latency d (n <= 0 adds none), clamped like
+// Record. It is how histograms exported by other tools (wrk) are re-read.
+func (h *Histogram) RecordN(d time.Duration, n int64) {
+	if n <= 0 {
+		return
+	}
 	us := d.Microseconds()
 	if us < minLatencyUS {
 		us = minLatencyUS
@@ -40,8 +47,8 @@ func (h *Histogram) Record(d time.Duration) {
 	if us > maxLatencyUS {
 		us = maxLatencyUS
 	}
-	// RecordValue only fails for out-of-range values, excluded above.
-	_ = h.h.RecordValue(us)
+	// RecordValues only fails for out-of-range values, excluded above.
+	_ = h.h.RecordValues(us, n)
 }
 
 // Merge adds every sample of o into h.

@@ -78,6 +78,27 @@ func TestHistogramClampsAndMerges(t *testing.T) {
 	}
 }
 
+func TestHistogramRecordN(t *testing.T) {
+	h := NewHistogram()
+	h.RecordN(100*time.Microsecond, 900)
+	h.RecordN(10*time.Millisecond, 100)
+	h.RecordN(time.Second, 0)
+	h.RecordN(time.Second, -5)
+	h.RecordN(time.Hour, 1)
+	if h.Count() != 1001 {
+		t.Fatalf("count = %d, want 1001 (n <= 0 adds nothing)", h.Count())
+	}
+	if q := h.Quantile(50); q != 100*time.Microsecond {
+		t.Errorf("p50 = %v, want 100µs", q)
+	}
+	if q := h.Quantile(95); q < 9990*time.Microsecond || q > 10010*time.Microsecond {
+		t.Errorf("p95 = %v, want ~10ms", q)
+	}
+	if m := h.Max(); m < 59*time.Second || m > 61*time.Second {
+		t.Errorf("max = %v, want ~60s (clamped)", m)
+	}
+}
+
 func TestCurveIsMonotonicAndLogSpaced(t *testing.T) {
 	h := NewHistogram()
 	if h.Curve() != nil {
