@@ -337,7 +337,7 @@ func (l *h1loop) event(ev *unix.EpollEvent) bool {
 	}
 	if c.isUp {
 		if e&unix.EPOLLRDHUP != 0 {
-			c.eof = true
+			c.hup = true
 		}
 		l.upstreamEvent(c)
 		return true
@@ -347,7 +347,7 @@ func (l *h1loop) event(ev *unix.EpollEvent) bool {
 		return true
 	}
 	if e&unix.EPOLLRDHUP != 0 {
-		c.eof = true
+		c.hup = true
 	}
 	l.clientEvent(c)
 	return true
@@ -525,7 +525,7 @@ type evConn struct {
 	isUp     bool
 	closed   bool // closed or handed over: forget it
 	rd, wr   bool // an edge said readable / writable and it was not used up
-	eof      bool // the peer closed its side
+	hup      bool // the peer shut its side (EPOLLRDHUP): read on to EOF
 	deadline int64
 
 	rbuf     []byte // read buffer (nil while idle)
@@ -671,7 +671,7 @@ func (l *h1loop) serveClient(c *evConn) {
 			l.closeClient(c)
 			return
 		default:
-			if n < len(c.rbuf)-c.rhi {
+			if n < len(c.rbuf)-c.rhi && !c.hup {
 				c.rd = false
 			}
 			c.rhi += n
@@ -685,6 +685,7 @@ func (l *h1loop) fallback(c *evConn) {
 	if c.rhi > c.rlo {
 		pending = append([]byte(nil), c.rbuf[c.rlo:c.rhi]...)
 	}
+	l.d.stats.H1Fallbacks.Add(1)
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	l.unregister(c)
 	f := os.NewFile(uintptr(c.fd), "")
@@ -975,7 +976,7 @@ func (l *h1loop) pumpBody(c *evConn) {
 			l.abort(c, nil) // the client left mid-body
 			return
 		}
-		if n < len(c.rbuf) {
+		if n < len(c.rbuf) && !c.hup {
 			c.rd = false
 		}
 		x.streamed = true
@@ -1073,15 +1074,14 @@ func (l *h1loop) relayResponse(c *evConn) {
 			case !x.started:
 				l.tryFailed(c, err)
 			case x.resp.mode == bodyClose && e == 0:
-				uc.eof = true
-				l.finish(c)
+				l.finish(c) // the end of a close-delimited body
 			default:
 				l.abort(c, err)
 			}
 			return
 		}
-		if n < len(uc.rbuf)-uc.rhi {
-			uc.rd = false
+		if n < len(uc.rbuf)-uc.rhi && !uc.hup {
+			uc.rd = false // drained; the next edge says when there is more
 		}
 		uc.rhi += n
 		if !x.started {
@@ -1135,7 +1135,7 @@ func (l *h1loop) startResponse(c *evConn) bool {
 		if !x.resp.hasDate {
 			out = append(out, l.dateHeader()...)
 		}
-		if x.resp.mode == bodyClose || c.eof {
+		if x.resp.mode == bodyClose || c.hup {
 			c.closeAfter = true
 		}
 		if c.closeAfter {
@@ -1185,7 +1185,7 @@ func (x *exchange) respDone() bool {
 	case bodyChunked:
 		return x.chunk.st == chDone
 	}
-	return x.uc.eof
+	return false // bodyClose: ends with the upstream's EOF (relayResponse)
 }
 
 // flush writes pending bytes to the client; false when blocked or failed.
@@ -1230,7 +1230,7 @@ func (l *h1loop) finish(c *evConn) {
 	if uc := x.uc; uc != nil {
 		x.uc = nil
 		x.up.done(x.ni, x.t0, x.resp.status, nil)
-		if x.resp.reuse && x.bodyLeft == 0 && !uc.eof {
+		if x.resp.reuse && x.bodyLeft == 0 && !uc.hup {
 			uc.pool.put(l, uc, x.up)
 		} else {
 			l.closeUp(uc)
@@ -1440,7 +1440,7 @@ func (p *evPool) get(l *h1loop) *evConn {
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		uc := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		if uc.rd || uc.eof {
+		if uc.rd || uc.hup {
 			l.closeUp(uc) // it said something while idle, or closed
 			continue
 		}
