@@ -8,6 +8,6 @@ package dataplane
 type h1loops struct{}
 
 func newH1Loops(*Dataplane, int) (*h1loops, error) { return nil, nil }
-func h1LoopCount() int                              { return 0 }
-func (*h1loops) adopt(*peekConn, string) bool       { return false }
-func (*h1loops) close()                             {}
+func h1LoopCount() int                             { return 0 }
+func (*h1loops) adopt(*peekConn, string) bool      { return false }
+func (*h1loops) close()                            {}
