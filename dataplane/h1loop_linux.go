@@ -265,12 +265,11 @@ func (l *h1loop) clock() int64 { return int64(time.Since(l.base)) }
 func (l *h1loop) run() {
 	defer l.shutdown()
 	for {
-		n := l.poll()
-		if n == 0 {
-			var ok bool
-			if n, ok = l.park(); !ok {
-				return
-			}
+		// park polls first and parks only when nothing is ready: no
+		// separate poll here, one epoll_pwait per batch under load.
+		n, ok := l.park()
+		if !ok {
+			return
 		}
 		l.now = l.clock()
 		for i := range n {
