@@ -34,6 +34,7 @@ type runConfig struct {
 	adminListen  string
 	logLevel     string
 	sniffTimeout time.Duration
+	http1Engine  string
 	opaquePorts  []int
 	originalDst  bool
 	xds          xdsConfig     // --- xDS (run_xds.go) ---
@@ -50,6 +51,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.adminListen, "admin-listen", "", "admin endpoints address, e.g. 127.0.0.1:9901 (empty: off)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.sniffTimeout, "sniff-timeout", 200*time.Millisecond, "wait for a client's first bytes before treating a connection as opaque TCP")
+	fs.StringVar(&c.http1Engine, "http1-engine", dataplane.EngineEvloop, "plaintext HTTP/1.1 engine: evloop (epoll event loops for routes without plugins, fasthttp for the rest) or fasthttp (all requests)")
 	fs.Func("opaque-ports", "comma-separated destination ports never sniffed (always TCP)", func(s string) error {
 		for _, p := range strings.Split(s, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(p))
@@ -169,6 +171,7 @@ func runRun(ctx context.Context, args []string) error {
 		Source: st, Logger: log.With("component", "dataplane"),
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
 		SniffTimeout: cfg.sniffTimeout, OpaquePorts: cfg.opaquePorts,
+		HTTP1Engine: cfg.http1Engine,
 	}
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst
