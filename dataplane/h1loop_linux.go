@@ -77,7 +77,12 @@ func (ls *h1loops) adopt(pc *peekConn, table string) bool {
 	if ls == nil || len(ls.loops) == 0 {
 		return false
 	}
-	tc, ok := pc.Conn.(*net.TCPConn)
+	var od *odConn
+	inner := pc.Conn
+	if v, ok := inner.(*odConn); ok { // captured: serves its original destination
+		od, inner = v, v.Conn
+	}
+	tc, ok := inner.(*net.TCPConn)
 	if !ok {
 		return false
 	}
@@ -97,6 +102,9 @@ func (ls *h1loops) adopt(pc *peekConn, table string) bool {
 	c.remote = c.remoteIP.AppendTo(nil)
 	if a, ok := tc.LocalAddr().(*net.TCPAddr); ok {
 		c.local = unmapped(a.AddrPort())
+	}
+	if od != nil {
+		c.local, c.od = od.od, true
 	}
 	c.localPort = strconv.AppendInt(nil, int64(c.local.Port()), 10)
 	if len(pc.buf) > 0 {
@@ -538,6 +546,7 @@ type evConn struct {
 	local      netip.AddrPort
 	localPort  []byte
 	pre        []byte // sniffed bytes, until the loop takes the connection
+	od         bool   // local is the original destination of a captured connection
 	closeAfter bool   // close once the current response is sent
 	x          *exchange
 
@@ -695,7 +704,7 @@ func (l *h1loop) fallback(c *evConn) {
 		return
 	}
 	d := l.d
-	table := c.table
+	table, od, local := c.table, c.od, c.local
 	go func() {
 		defer d.stats.ActiveConns.Add(-1)
 		if !d.track(nc) {
@@ -703,7 +712,11 @@ func (l *h1loop) fallback(c *evConn) {
 			return
 		}
 		defer d.untrack(nc)
-		pc := &peekConn{Conn: nc, buf: pending, lazyIdle: d.servers.idleTimeout()}
+		var conn net.Conn = nc
+		if od {
+			conn = newODConn(nc, local) // original_dst upstreams look for it (origdst.go)
+		}
+		pc := &peekConn{Conn: conn, buf: pending, lazyIdle: d.servers.idleTimeout()}
 		_ = d.servers.getLazy(table).ServeConn(pc)
 	}()
 }
