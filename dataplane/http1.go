@@ -311,10 +311,12 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 			d.stats.Retries.Add(1)
 		}
 		t0 := up.startTry()
-		// Event streams are relayed as they arrive (chunk by chunk, each
-		// flushed) instead of buffered; other responses are buffered,
-		// which keeps the common path allocation-free.
-		fc.Response.StreamBody = c.stream
+		// Bodies over streamMax or of unknown length are relayed as they
+		// arrive (hostPool.Do), in bounded memory, unless a body_filter
+		// plugin needs the whole body; smaller ones are read whole, which
+		// keeps the common path allocation-free. Event streams are
+		// always relayed.
+		fc.Response.StreamBody = c.stream || !ch.Has(plugins.PhaseBodyFilter)
 		err = n.hc.Do(&fc.Request, &fc.Response)
 		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {
