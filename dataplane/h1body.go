@@ -47,6 +47,10 @@ type upstreamBody struct {
 	br     *bufio.Reader
 	readTO time.Duration
 	reuse  bool // the connection may carry another request after the body
+	// client, if set, is the connection the body is written to: each
+	// part read gives its write sendTO (cleared by CloseWithError).
+	client net.Conn
+	sendTO time.Duration
 	mode   bodyMode
 	// left is what remains of the body (bodyLength) or of the current
 	// chunk (bodyChunked).
@@ -95,6 +99,11 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 		}
 	}
 	if n > 0 {
+		if b.client != nil {
+			if err := b.client.SetWriteDeadline(time.Now().Add(b.sendTO)); err != nil {
+				b.err = err
+			}
+		}
 		return n, nil
 	}
 	return 0, b.err
@@ -285,6 +294,9 @@ func unexpected(err error) error {
 func (b *upstreamBody) CloseWithError(error) error {
 	if b.p == nil {
 		return nil
+	}
+	if b.client != nil {
+		_ = b.client.SetWriteDeadline(time.Time{})
 	}
 	b.hc.ReleaseReader(b.br)
 	b.p.release(b.cc, poolConnOf(b.conn), b.reuse && b.done)

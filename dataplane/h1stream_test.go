@@ -430,3 +430,62 @@ func TestKeepalivePoolSize(t *testing.T) {
 		t.Fatalf("%d idle node connections kept, want 2", kept)
 	}
 }
+
+// An HTTP/1.0 client, which knows no chunked encoding, gets a body of
+// unknown length whole, with a Content-Length.
+func TestUnknownLengthToHTTP10Client(t *testing.T) {
+	const size = 100 << 10
+	e := newEnv(t, nil)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.(http.Flusher).Flush() // chunked
+		_ = writePattern(w, size)
+	}))
+	t.Cleanup(be.Close)
+	e.put("/apisix/routes/h10", `{"uri":"/h10","upstream":{"nodes":`+nodesJSON(be.Listener.Addr().String())+`}}`)
+	conn, err := net.Dial("tcp", e.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r, body := rawExchange(t, conn, bufio.NewReader(conn), "GET", "GET /h10 HTTP/1.0\r\nHost: h\r\n\r\n")
+	if len(r.TransferEncoding) > 0 || r.ContentLength != size || sha256.Sum256(body) != patternSum(size) {
+		t.Fatalf("Transfer-Encoding %v, Content-Length %d, %d bytes", r.TransferEncoding, r.ContentLength, len(body))
+	}
+}
+
+// A client that stops reading a streamed body is disconnected after the
+// send timeout, which frees the node connection: the upstream's writes
+// fail instead of blocking forever.
+func TestSlowConsumerTimesOut(t *testing.T) {
+	e := newEnv(t, nil)
+	e.dp.servers.send = 300 * time.Millisecond
+	werr := make(chan error, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		werr <- writePattern(w, 1<<30)
+	}))
+	t.Cleanup(be.Close)
+	e.put("/apisix/routes/slowc", `{"uri":"/slowc","upstream":{"nodes":`+nodesJSON(be.Listener.Addr().String())+`}}`)
+	conn, err := net.Dial("tcp", e.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	io.WriteString(conn, "GET /slowc HTTP/1.1\r\nHost: s\r\n\r\n")
+	head := make([]byte, 1024)
+	if _, err := io.ReadFull(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
+		t.Fatalf("response %q", head[:40])
+	}
+	select { // the client reads nothing more
+	case err := <-werr:
+		if err == nil {
+			t.Fatal("the upstream wrote 1 GiB to a client that does not read")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream is still writing to a client that stopped reading")
+	}
+}

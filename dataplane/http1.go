@@ -41,6 +41,16 @@ type servers struct {
 	// idle overrides httpIdleTimeout when set (tests); set it before the
 	// first connection.
 	idle time.Duration
+	// send overrides httpSendTimeout when set (tests).
+	send time.Duration
+}
+
+// sendTimeout bounds each write of a streamed response body to a client.
+func (s *servers) sendTimeout() time.Duration {
+	if s.send > 0 {
+		return s.send
+	}
+	return httpSendTimeout
 }
 
 // idleTimeout is the keep-alive idle timeout of HTTP/1.1 connections.
@@ -61,6 +71,11 @@ type serverKey struct {
 
 // httpIdleTimeout closes HTTP/1.1 keep-alive connections idle that long.
 const httpIdleTimeout = 120 * time.Second
+
+// httpSendTimeout closes a client connection that takes no part of a
+// streamed response body for that long (nginx's send_timeout), which
+// frees the node connection the body comes from.
+const httpSendTimeout = 60 * time.Second
 
 // get returns the server of route table table; tls says whether its
 // connections arrive over TLS.
@@ -315,11 +330,15 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 		// arrive (hostPool.Do), in bounded memory, unless a body_filter
 		// plugin needs the whole body; smaller ones are read whole, which
 		// keeps the common path allocation-free. Event streams are
-		// always relayed.
-		fc.Response.StreamBody = c.stream || !ch.Has(plugins.PhaseBodyFilter)
+		// always relayed. HTTP/1.0 clients get whole bodies: fasthttp
+		// would stream to them chunked, which they do not know.
+		fc.Response.StreamBody = (c.stream || !ch.Has(plugins.PhaseBodyFilter)) && fc.Request.Header.IsHTTP11()
 		err = n.hc.Do(&fc.Request, &fc.Response)
 		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {
+			if b, ok := fc.Response.BodyStream().(*upstreamBody); ok {
+				b.client, b.sendTO = fc.Conn(), d.servers.sendTimeout()
+			}
 			c.buf = delHopResponse(&fc.Response.Header, c.buf)
 			c.applyPending()
 			return true
