@@ -489,3 +489,58 @@ func TestSlowConsumerTimesOut(t *testing.T) {
 		t.Fatal("the upstream is still writing to a client that stopped reading")
 	}
 }
+
+// rawGetClose is rawGet that also reports whether the response said
+// Connection: close and the proxy then closed the connection.
+func rawGetClose(t *testing.T, c net.Conn, br *bufio.Reader, path string) (string, bool) {
+	t.Helper()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	io.Copy(io.Discard, r.Body)
+	r.Body.Close()
+	closed := false
+	if r.Close {
+		_, err := br.ReadByte()
+		closed = err == io.EOF
+	}
+	if r.StatusCode != 200 {
+		return fmt.Sprint(r.StatusCode), closed
+	}
+	return r.Header.Get("X-Backend"), closed
+}
+
+// A body delimited by the upstream closing the connection is relayed
+// chunked to an HTTP/1.1 client, whose connection stays usable.
+func TestUntilCloseBodyStreamed(t *testing.T) {
+	const size = 200 << 10
+	e := newEnv(t, nil)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		conn, bw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		bw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+		_ = writePattern(bw, size)
+		bw.Flush()
+	}))
+	t.Cleanup(be.Close)
+	e.put("/apisix/routes/uc", `{"uri":"/uc","upstream":{"nodes":`+nodesJSON(be.Listener.Addr().String())+`}}`)
+	conn, err := net.Dial("tcp", e.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for range 2 {
+		r, body := rawExchange(t, conn, br, "GET", "GET /uc HTTP/1.1\r\nHost: u\r\n\r\n")
+		if r.StatusCode != 200 || r.Close || sha256.Sum256(body) != patternSum(size) {
+			t.Fatalf("status %d, close %v, %d bytes", r.StatusCode, r.Close, len(body))
+		}
+	}
+}

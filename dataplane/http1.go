@@ -43,6 +43,8 @@ type servers struct {
 	idle time.Duration
 	// send overrides httpSendTimeout when set (tests).
 	send time.Duration
+	// drains tracks the connections of filter chains (drain.go).
+	drains drainSet
 }
 
 // sendTimeout bounds each write of a streamed response body to a client.
@@ -135,6 +137,9 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 // serveH1 is the HTTP/1.1 request path: route, plugins, upstream.
 func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
 	d.stats.Requests.Add(1)
+	if d.servers.drains.n.Load() != 0 && d.servers.drains.draining(fc) {
+		defer fc.SetConnectionClose() // its filter chain changed (drain.go)
+	}
 	s := d.snap.Load()
 	c := acquireH1(fc, isTLS)
 	defer releaseH1(c)
