@@ -42,7 +42,7 @@ const (
 type upstreamBody struct {
 	p      *hostPool
 	hc     *fasthttp.HostClient
-	cc     any // fasthttp's *clientConn (connFuncs)
+	cc     any // fasthttp's *clientConn (putConn)
 	conn   net.Conn
 	br     *bufio.Reader
 	readTO time.Duration
@@ -299,7 +299,7 @@ func (b *upstreamBody) CloseWithError(error) error {
 		_ = b.client.SetWriteDeadline(time.Time{})
 	}
 	b.hc.ReleaseReader(b.br)
-	b.p.release(b.cc, poolConnOf(b.conn), b.reuse && b.done)
+	b.p.release(b.hc, b.cc, poolConnOf(b.conn), b.reuse && b.done)
 	*b = upstreamBody{}
 	upstreamBodyPool.Put(b)
 	return nil

@@ -31,9 +31,6 @@ type hostPool struct {
 	// idle counts the pool's idle connections (poolConn.idle), capped at
 	// keepalive_pool.size.
 	idle atomic.Int32
-	// putConn gives a connection back to hc (reuse) or closes it; set
-	// with hc (see connFuncs).
-	putConn func(cc any, reuse bool)
 }
 
 // poolConfig is the connection settings of a node pool.
@@ -118,7 +115,6 @@ func (p *hostPool) newHostClient() *fasthttp.HostClient {
 		},
 		Transport: (*poolTransport)(p),
 	}
-	p.putConn = connFuncs(hc.ReleaseConn, hc.CloseConn)
 	if c.tls {
 		if c.tlsConf == nil {
 			hc.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // APISIX does not verify upstream certs by default.
@@ -129,17 +125,15 @@ func (p *hostPool) newHostClient() *fasthttp.HostClient {
 	return hc
 }
 
-// connFuncs returns a function giving a connection of a HostClient back
-// (release) or closing it. The connection's type is fasthttp's unexported
-// *clientConn, inferred as C, so that it can travel as an interface
-// value in an upstreamBody.
-func connFuncs[C any](release, closeConn func(C)) func(any, bool) {
-	return func(cc any, reuse bool) {
-		if reuse {
-			release(cc.(C))
-		} else {
-			closeConn(cc.(C))
-		}
+// putConn gives connection cc of hc back to its pool (reuse) or closes
+// it. The connection's type is fasthttp's unexported *clientConn, which
+// travels as an interface value (upstreamBody.cc) and is asserted back
+// to C, inferred from hc's methods.
+func putConn[C any](release, closeConn func(C), cc any, reuse bool) {
+	if reuse {
+		release(cc.(C))
+	} else {
+		closeConn(cc.(C))
 	}
 }
 
@@ -219,7 +213,7 @@ func (t *poolTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request
 		deadline = time.Now().Add(hc.WriteTimeout)
 	}
 	if err = conn.SetWriteDeadline(deadline); err != nil {
-		p.putConn(cc, false)
+		putConn(hc.ReleaseConn, hc.CloseConn, cc, false)
 		return true, err
 	}
 	bw := hc.AcquireWriter(conn)
@@ -235,7 +229,7 @@ func (t *poolTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request
 		err = fasthttp.ErrTimeout
 	}
 	if err != nil {
-		p.putConn(cc, false)
+		putConn(hc.ReleaseConn, hc.CloseConn, cc, false)
 		return true, err
 	}
 
@@ -244,7 +238,7 @@ func (t *poolTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request
 		deadline = time.Now().Add(hc.ReadTimeout)
 	}
 	if err = conn.SetReadDeadline(deadline); err != nil {
-		p.putConn(cc, false)
+		putConn(hc.ReleaseConn, hc.CloseConn, cc, false)
 		return true, err
 	}
 	if req.Header.IsHead() {
@@ -257,7 +251,7 @@ func (t *poolTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request
 	body, untilClose, err := readResponse(resp, br, stream)
 	if err != nil {
 		hc.ReleaseReader(br)
-		p.putConn(cc, false)
+		putConn(hc.ReleaseConn, hc.CloseConn, cc, false)
 		return true, err
 	}
 	reuse := !last && !untilClose && !req.ConnectionClose() && !resp.ConnectionClose()
@@ -267,13 +261,13 @@ func (t *poolTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request
 		return false, nil
 	}
 	hc.ReleaseReader(br)
-	p.release(cc, pc, reuse)
+	p.release(hc, cc, pc, reuse)
 	return false, nil
 }
 
-// release gives a connection back to the pool (reuse) unless the pool
-// already keeps keepalive_pool.size idle ones; otherwise closes it.
-func (p *hostPool) release(cc any, pc *poolConn, reuse bool) {
+// release gives connection cc of hc back to the pool (reuse) unless the
+// pool already keeps keepalive_pool.size idle ones; otherwise closes it.
+func (p *hostPool) release(hc *fasthttp.HostClient, cc any, pc *poolConn, reuse bool) {
 	if reuse && pc != nil {
 		if int(p.idle.Load()) >= p.cfg.Value().size {
 			reuse = false
@@ -282,7 +276,7 @@ func (p *hostPool) release(cc any, pc *poolConn, reuse bool) {
 			p.idle.Add(1)
 		}
 	}
-	p.putConn(cc, reuse)
+	putConn(hc.ReleaseConn, hc.CloseConn, cc, reuse)
 }
 
 // readResponse reads the header of resp from br and, unless it is to be
