@@ -4,7 +4,28 @@ import (
 	"bufio"
 	"net"
 	"testing"
+	"time"
 )
+
+// waitListener waits until listener id serves the object of the
+// snapshot in force (listeners are reconciled just after it is stored).
+func waitListener(t *testing.T, e *env, id string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := e.dp.snap.Load()
+		e.dp.mu.Lock()
+		l := e.dp.dynamic[id]
+		e.dp.mu.Unlock()
+		if s != nil && l != nil && l.chains.Load().obj == s.listeners[id] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listener %s not reconciled", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // A keep-alive connection is drained (Connection: close on its next
 // response) when a listener update changes or removes its filter chain,
@@ -20,6 +41,7 @@ func TestDrainOnChainChange(t *testing.T) {
 		return `{"name":"t","kind":"tcp","stream_route_id":"none","match":{"server_names":["v` + string(rune('0'+i)) + `.test"]}}`
 	}
 	e.put("/meshagent/listeners/l", listenerJSON("127.0.0.1:0", chainA, chainB, other(0)))
+	waitListener(t, e, "l")
 	addr, ok := e.dp.ListenerAddr("l")
 	if !ok {
 		t.Fatal("listener not bound")
@@ -44,6 +66,7 @@ func TestDrainOnChainChange(t *testing.T) {
 	// Other chains change, twice: the connection stays.
 	for i := 1; i <= 2; i++ {
 		e.put("/meshagent/listeners/l", listenerJSON("127.0.0.1:0", chainA, chainB, other(i)))
+		waitListener(t, e, "l")
 		get(c, br, "a", false)
 	}
 	// Its chain changes: it is drained, after one more request on the
@@ -51,6 +74,7 @@ func TestDrainOnChainChange(t *testing.T) {
 	idle, ibr := dial()
 	get(idle, ibr, "a", false)
 	e.put("/meshagent/listeners/l", listenerJSON("127.0.0.1:0", `{"name":"a","kind":"http","route_config":"rc-b"}`, other(2)))
+	waitListener(t, e, "l")
 	static, err := net.Dial("tcp", e.http)
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +90,19 @@ func TestDrainOnChainChange(t *testing.T) {
 	get(c2, br2, "b", false)
 	get(c2, br2, "b", false)
 	// The listener goes: its connections are drained.
+	deadline := time.Now().Add(5 * time.Second)
+	for e.dp.servers.drains.n.Load() != 0 { // the drained connections are gone
+		if time.Now().After(deadline) {
+			t.Fatalf("%d drained connections still tracked", e.dp.servers.drains.n.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	e.del("/meshagent/listeners/l")
+	for e.dp.servers.drains.n.Load() == 0 { // drained just after the snapshot is stored
+		if time.Now().After(deadline) {
+			t.Fatal("removed listener's connections not drained")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	get(c2, br2, "b", true)
 }
