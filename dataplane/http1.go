@@ -41,6 +41,18 @@ type servers struct {
 	// idle overrides httpIdleTimeout when set (tests); set it before the
 	// first connection.
 	idle time.Duration
+	// send overrides httpSendTimeout when set (tests).
+	send time.Duration
+	// drains tracks the connections of filter chains (drain.go).
+	drains drainSet
+}
+
+// sendTimeout bounds each write of a streamed response body to a client.
+func (s *servers) sendTimeout() time.Duration {
+	if s.send > 0 {
+		return s.send
+	}
+	return httpSendTimeout
 }
 
 // idleTimeout is the keep-alive idle timeout of HTTP/1.1 connections.
@@ -61,6 +73,11 @@ type serverKey struct {
 
 // httpIdleTimeout closes HTTP/1.1 keep-alive connections idle that long.
 const httpIdleTimeout = 120 * time.Second
+
+// httpSendTimeout closes a client connection that takes no part of a
+// streamed response body for that long (nginx's send_timeout), which
+// frees the node connection the body comes from.
+const httpSendTimeout = 60 * time.Second
 
 // get returns the server of route table table; tls says whether its
 // connections arrive over TLS.
@@ -120,6 +137,9 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 // serveH1 is the HTTP/1.1 request path: route, plugins, upstream.
 func (d *Dataplane) serveH1(fc *fasthttp.RequestCtx, table string, isTLS bool) {
 	d.stats.Requests.Add(1)
+	if d.servers.drains.n.Load() != 0 && d.servers.drains.draining(fc) {
+		defer fc.SetConnectionClose() // its filter chain changed (drain.go)
+	}
 	s := d.snap.Load()
 	c := acquireH1(fc, isTLS)
 	defer releaseH1(c)
@@ -311,13 +331,19 @@ func (d *Dataplane) forwardH1(c *h1Ctx, up *upstream, ch *plugins.Chain) bool {
 			d.stats.Retries.Add(1)
 		}
 		t0 := up.startTry()
-		// Event streams are relayed as they arrive (chunk by chunk, each
-		// flushed) instead of buffered; other responses are buffered,
-		// which keeps the common path allocation-free.
-		fc.Response.StreamBody = c.stream
+		// Bodies over streamMax or of unknown length are relayed as they
+		// arrive (hostPool.Do), in bounded memory, unless a body_filter
+		// plugin needs the whole body; smaller ones are read whole, which
+		// keeps the common path allocation-free. Event streams are
+		// always relayed. HTTP/1.0 clients get whole bodies: fasthttp
+		// would stream to them chunked, which they do not know.
+		fc.Response.StreamBody = (c.stream || !ch.Has(plugins.PhaseBodyFilter)) && fc.Request.Header.IsHTTP11()
 		err = n.hc.Do(&fc.Request, &fc.Response)
 		up.done(ni, t0, fc.Response.StatusCode(), err)
 		if err == nil {
+			if b, ok := fc.Response.BodyStream().(*upstreamBody); ok {
+				b.client, b.sendTO = fc.Conn(), d.servers.sendTimeout()
+			}
 			c.buf = delHopResponse(&fc.Response.Header, c.buf)
 			c.applyPending()
 			return true

@@ -51,7 +51,8 @@ type filterChain struct {
 	srcIPs   []netip.Prefix
 	tlsConf  *tls.Config
 	sniNames []string
-	sec      *chainSec // mTLS/RBAC (tls.go); nil: nothing to enforce
+	sec      *chainSec   // mTLS/RBAC (tls.go); nil: nothing to enforce
+	drain    *chainDrain // drain.go
 }
 
 func (d *Dataplane) listenStatic(addr string, kind listenerKind) (*listener, error) {
@@ -264,6 +265,8 @@ func (l *listener) serveChains(c net.Conn, ct *chainTable, dst netip.AddrPort) {
 		if l.captured(c, dst) { // original_dst upstreams find dst on the conn (origdst.go)
 			pc = withOrigDst(pc, dst)
 		}
+		// Drained when the chain changes (drain.go).
+		defer d.servers.drains.track(pc, fc.drain)()
 		if fc.sec != nil { // mTLS/RBAC (tls.go)
 			d.serveSecured(pc, fc, res)
 			return
@@ -430,6 +433,7 @@ func (d *Dataplane) reconcileListeners(s *snapshot) {
 			if old.obj.Address == obj.Address && old.obj.Transparent == obj.Transparent &&
 				old.obj.Labels[apisix.LabelBindToPort] == obj.Labels[apisix.LabelBindToPort] {
 				if !reflect.DeepEqual(old.obj, obj) {
+					d.drainChains(old, ct) // drain.go
 					l.chains.Store(ct)
 				}
 				continue
@@ -457,6 +461,7 @@ func (d *Dataplane) reconcileListeners(s *snapshot) {
 	}
 	d.mu.Unlock()
 	for _, l := range toClose {
+		d.drainChains(l.chains.Load(), nil)
 		l.close()
 	}
 }
@@ -465,7 +470,7 @@ func (d *Dataplane) reconcileListeners(s *snapshot) {
 func (s *snapshot) compileChains(obj *apisix.Listener) (*chainTable, error) {
 	ct := &chainTable{obj: obj}
 	comp := func(f apisix.FilterChain, i int) (*filterChain, error) {
-		c := &filterChain{fc: f}
+		c := &filterChain{fc: f, drain: new(chainDrain)}
 		for _, p := range f.Match.PrefixRanges {
 			pp, err := parsePrefix(p)
 			if err != nil {

@@ -77,12 +77,14 @@ func TestStoreListenerLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if got := rawGet(t, c2, bufio.NewReader(c2), "/3"); got != "b" {
+	br2 := bufio.NewReader(c2)
+	if got := rawGet(t, c2, br2, "/3"); got != "b" {
 		t.Fatalf("new connection after chain change: %q", got)
 	}
-	// The old connection keeps the chain it was given.
-	if got := rawGet(t, c, br, "/4"); got != "a" {
-		t.Fatalf("old connection after chain change: %q", got)
+	// The old connection keeps the chain it was given, and is drained:
+	// its next response closes it (drain.go).
+	if got, closed := rawGetClose(t, c, br, "/4"); got != "a" || !closed {
+		t.Fatalf("old connection after chain change: %q, closed %v", got, closed)
 	}
 	// Remove: the socket closes; new connections are refused.
 	e.del("/meshagent/listeners/l1")
@@ -93,8 +95,8 @@ func TestStoreListenerLifecycle(t *testing.T) {
 		c3.Close()
 		t.Fatal("removed listener still accepts")
 	}
-	if got := rawGet(t, c, br, "/5"); got != "a" {
-		t.Fatalf("connection after listener removal: %q", got)
+	if got, closed := rawGetClose(t, c2, br2, "/5"); got != "b" || !closed {
+		t.Fatalf("connection after listener removal: %q, closed %v", got, closed)
 	}
 }
 

@@ -224,7 +224,7 @@ func newDestUpstream(parent *upstream, dst netip.AddrPort, size int, idle time.D
 			if err != nil {
 				return nil, &connectError{err}
 			}
-			return c, nil
+			return n.hc.wrap(c), nil
 		}
 	}
 	n.hc.hc.Store(hc)

@@ -107,6 +107,9 @@ type upstream struct {
 	// pool): nodes of a changed upstream with the same poolSig keep their
 	// fasthttp.HostClient, so an endpoint change does not reconnect all.
 	poolSig string
+	// poolReqs is keepalive_pool.requests: the requests a node
+	// connection carries before it is closed.
+	poolReqs int
 	// tlsConf is the client TLS config (mTLS: certificates looked up per
 	// handshake, so rotation needs no new upstream); nil without TLS.
 	tlsConf *tls.Config
@@ -220,6 +223,7 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 	}
 	tlsJSON, _ := json.Marshal(u.TLS)
 	up.poolSig = fmt.Sprintf("%v|%v|%d|%v|%d|%s", up.tls, up.to, size, idle, reqs, tlsJSON)
+	up.poolReqs = reqs
 	var reuse map[string]*hostPool
 	up.h2 = &h2Upstream{}
 	if p := env.prevUp; p != nil && p.poolSig == up.poolSig && p.grpc == up.grpc {
