@@ -42,7 +42,14 @@ type drainSet struct {
 	// themselves up only while it is not zero.
 	n     atomic.Int32
 	mu    sync.Mutex
-	conns map[connKey]*chainDrain
+	conns map[connKey]*drainEntry
+}
+
+// drainEntry is a tracked connection; refs counts its trackers (the
+// listener while it dispatches, then the event loop that took it over).
+type drainEntry struct {
+	dr   *chainDrain
+	refs int
 }
 
 // track records that c is served by the chain of dr until the returned
@@ -51,23 +58,46 @@ func (s *drainSet) track(c net.Conn, dr *chainDrain) func() {
 	k := connKeyOf(c.LocalAddr(), c.RemoteAddr())
 	s.mu.Lock()
 	if s.conns == nil {
-		s.conns = map[connKey]*chainDrain{}
+		s.conns = map[connKey]*drainEntry{}
 	}
-	s.conns[k] = dr
-	if dr.on.Load() {
-		s.n.Add(1)
+	e := s.conns[k]
+	if e == nil || e.dr != dr {
+		if e != nil && e.dr.on.Load() {
+			s.n.Add(-1)
+		}
+		e = &drainEntry{dr: dr}
+		s.conns[k] = e
+		if dr.on.Load() {
+			s.n.Add(1)
+		}
 	}
+	e.refs++
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
-		if s.conns[k] == dr {
-			delete(s.conns, k)
-			if dr.on.Load() {
-				s.n.Add(-1)
+		if e := s.conns[k]; e != nil && e.dr == dr {
+			if e.refs--; e.refs == 0 {
+				delete(s.conns, k)
+				if dr.on.Load() {
+					s.n.Add(-1)
+				}
 			}
 		}
 		s.mu.Unlock()
 	}
+}
+
+// adopt tracks c once more for an event loop taking it over: its drain
+// state (nil: not served by a filter chain) and the untrack function.
+func (s *drainSet) adopt(c net.Conn) (*chainDrain, func()) {
+	k := connKeyOf(c.LocalAddr(), c.RemoteAddr())
+	s.mu.Lock()
+	e := s.conns[k]
+	s.mu.Unlock()
+	if e == nil {
+		return nil, nil
+	}
+	return e.dr, s.track(c, e.dr)
 }
 
 // drain marks dr draining.
@@ -77,8 +107,8 @@ func (s *drainSet) drain(dr *chainDrain) {
 	if dr.on.Swap(true) {
 		return
 	}
-	for _, d := range s.conns {
-		if d == dr {
+	for _, e := range s.conns {
+		if e.dr == dr {
 			s.n.Add(1)
 		}
 	}
@@ -91,9 +121,9 @@ func (s *drainSet) draining(fc *fasthttp.RequestCtx) bool {
 	}
 	k := connKeyOf(fc.LocalAddr(), fc.RemoteAddr())
 	s.mu.Lock()
-	dr := s.conns[k]
+	e := s.conns[k]
 	s.mu.Unlock()
-	return dr != nil && dr.on.Load()
+	return e != nil && e.dr.on.Load()
 }
 
 // drainChains hands the drain state of the chains of old that next keeps

@@ -26,6 +26,7 @@ const (
 	bodyLength     bodyMode = iota // Content-Length
 	bodyChunked                    // Transfer-Encoding: chunked
 	bodyUntilClose                 // neither: the upstream closes the connection
+	bodyNone                       // HEAD, 1xx, 204, 304 (the event loops' parseRespHead)
 )
 
 // upstreamBody is the body of an upstream HTTP/1.1 response, read from

@@ -111,8 +111,12 @@ func (l *h1loop) fallback(c *evConn) {
 		return
 	}
 	d := l.d
-	table, od, local := c.table, c.od, c.local
+	table, od, local, untrack := c.table, c.od, c.local, c.untrack
+	c.untrack = nil
 	go func() {
+		if untrack != nil {
+			defer untrack()
+		}
 		defer d.stats.ActiveConns.Add(-1)
 		if !d.track(nc) {
 			nc.Close()
@@ -167,7 +171,7 @@ func (l *h1loop) startRequest(c *evConn) {
 	// Consume the head and the body bytes that came with it.
 	c.rlo += h.len
 	x.isHead = string(h.method) == "HEAD"
-	if h.close {
+	if h.close || c.drain != nil && c.drain.on.Load() { // drain.go: its filter chain changed
 		c.closeAfter = true
 	}
 	if h.contentLength > 0 {
@@ -492,8 +496,16 @@ func (l *h1loop) relayResponse(c *evConn) {
 			switch {
 			case !x.started:
 				l.tryFailed(c, err)
-			case x.resp.mode == bodyClose && e == 0:
-				l.finish(c) // the end of a close-delimited body
+			case x.resp.mode == bodyUntilClose && e == 0:
+				// The end of a close-delimited body: the last chunk.
+				x.eof = true
+				end := "0\r\n\r\n"
+				if x.chunks {
+					end = "\r\n0\r\n\r\n"
+				}
+				x.obuf = append(x.obuf[:0], end...)
+				x.out = x.obuf
+				continue
 			default:
 				l.abort(c, err)
 			}
@@ -554,7 +566,7 @@ func (l *h1loop) startResponse(c *evConn) bool {
 		if !x.resp.hasDate {
 			out = append(out, l.dateHeader()...)
 		}
-		if x.resp.mode == bodyClose || c.hup {
+		if c.hup {
 			c.closeAfter = true
 		}
 		if c.closeAfter {
@@ -587,6 +599,20 @@ func (l *h1loop) takeBody(c *evConn, b []byte) bool {
 			return false
 		}
 		k = n
+	case bodyUntilClose:
+		if k > 0 {
+			// Each read becomes a chunk; its CRLF goes before the next.
+			out := x.obuf[:0]
+			if len(x.out) > 0 {
+				out = x.out // the head is still to be sent
+			}
+			if x.chunks {
+				out = append(out, crlf...)
+			}
+			out = strconv.AppendInt(out, int64(k), 16)
+			out = append(out, crlf...)
+			x.obuf, x.out, x.chunks = out, out, true
+		}
 	}
 	if k < len(b) {
 		x.resp.reuse = false // bytes after the response: never reuse
@@ -604,7 +630,7 @@ func (x *exchange) respDone() bool {
 	case bodyChunked:
 		return x.chunk.st == chDone
 	}
-	return false // bodyClose: ends with the upstream's EOF (relayResponse)
+	return x.eof // bodyUntilClose: the upstream's EOF, then the last chunk
 }
 
 // flush writes pending bytes to the client; false when blocked or failed.
@@ -617,7 +643,7 @@ func (l *h1loop) flush(c *evConn) bool {
 		n, e := rawWritev(c.fd, x.out, x.out2)
 		if e == syscall.EAGAIN {
 			c.wr = false
-			l.setDeadline(c, clientSendTimeout)
+			l.setDeadline(c, l.d.servers.sendTimeout()) // nginx's send_timeout
 			if x.uc != nil {
 				x.uc.deadline = 0 // not reading the upstream meanwhile
 			}
@@ -638,9 +664,6 @@ func (l *h1loop) flush(c *evConn) bool {
 	c.deadline = 0
 	return true
 }
-
-// clientSendTimeout bounds how long a client may leave a response unread.
-const clientSendTimeout = 60 * time.Second
 
 // finish ends a completed exchange: the upstream connection back to its
 // pool, the balancer and passive health told, the next request started.
@@ -815,6 +838,10 @@ func (l *h1loop) closeClient(c *evConn) {
 	}
 	if c.closed {
 		return
+	}
+	if c.untrack != nil {
+		c.untrack()
+		c.untrack = nil
 	}
 	l.unregister(c)
 	unix.Close(c.fd)

@@ -91,6 +91,7 @@ func (ls *h1loops) adopt(pc *peekConn, table string) bool {
 		return false
 	}
 	c := &evConn{fd: fd, table: table, wr: true}
+	c.drain, c.untrack = ls.d.servers.drains.adopt(pc)
 	if a, ok := tc.RemoteAddr().(*net.TCPAddr); ok {
 		ap := a.AddrPort()
 		c.remoteIP, c.remotePort = ap.Addr().Unmap(), int(ap.Port())
@@ -541,9 +542,11 @@ type evConn struct {
 	remote     []byte
 	local      netip.AddrPort
 	localPort  []byte
-	pre        []byte // sniffed bytes, until the loop takes the connection
-	od         bool   // local is the original destination of a captured connection
-	closeAfter bool   // close once the current response is sent
+	pre        []byte      // sniffed bytes, until the loop takes the connection
+	od         bool        // local is the original destination of a captured connection
+	drain      *chainDrain // the filter chain's drain state (drain.go); nil: none
+	untrack    func()      // ends the drain tracking (nil: none)
+	closeAfter bool        // close once the current response is sent
 	x          *exchange
 
 	// upstream side
@@ -581,6 +584,8 @@ type exchange struct {
 	isHead   bool
 	stale    bool // a stale pooled connection was retried already
 	streamed bool // body bytes were relayed after the head: no retry
+	chunks   bool // bodyUntilClose: a chunk was sent
+	eof      bool // bodyUntilClose: the upstream closed, the last chunk is queued
 	lastErr  error
 	uc       *evConn
 	req      []byte // head (and body bytes) for the upstream

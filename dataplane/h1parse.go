@@ -292,20 +292,10 @@ func isReqHop(name []byte) bool {
 	return false
 }
 
-// respMode is how the end of a response body is found.
-type respMode uint8
-
-const (
-	bodyNone    respMode = iota // HEAD, 1xx, 204, 304
-	bodyLength                  // Content-Length
-	bodyChunked                 // Transfer-Encoding: chunked
-	bodyClose                   // until the upstream closes
-)
-
 // respHead is what the proxy needs from an upstream response head.
 type respHead struct {
 	status  int
-	mode    respMode
+	mode    bodyMode
 	length  int64
 	reuse   bool // the upstream keeps the connection open
 	hasDate bool
@@ -400,7 +390,10 @@ func parseRespHead(dst, b []byte, h *respHead, head bool) (out []byte, ok bool, 
 	case h.length >= 0:
 		h.mode = bodyLength
 	default:
-		h.mode, h.reuse = bodyClose, false
+		// The client gets it chunked and keeps its connection (nginx's
+		// chunked_transfer_encoding); the upstream's is done with.
+		h.mode, h.reuse = bodyUntilClose, false
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}
 	return dst, true, nil
 }
@@ -467,8 +460,6 @@ const (
 	chTrailLF        // LF ending a trailer line
 	chDone
 )
-
-var errBadChunk = errors.New("dataplane: malformed chunked body")
 
 // feed consumes b and returns how many bytes belong to the body; done
 // reports the end of the body was reached (at b[:n]).

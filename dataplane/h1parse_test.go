@@ -69,7 +69,7 @@ func TestParseRespHead(t *testing.T) {
 	cases := []struct {
 		name, in, out string
 		head          bool
-		mode          respMode
+		mode          bodyMode
 		reuse         bool
 		err           bool
 	}{
@@ -77,7 +77,7 @@ func TestParseRespHead(t *testing.T) {
 			out: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n", mode: bodyLength, reuse: true},
 		{name: "chunked", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
 			out: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n", mode: bodyChunked, reuse: true},
-		{name: "close delimited", in: "HTTP/1.0 200 OK\r\nX: y\r\n\r\n", out: "HTTP/1.1 200 OK\r\nX: y\r\n", mode: bodyClose},
+		{name: "close delimited", in: "HTTP/1.0 200 OK\r\nX: y\r\n\r\n", out: "HTTP/1.1 200 OK\r\nX: y\r\nTransfer-Encoding: chunked\r\n", mode: bodyUntilClose},
 		{name: "1.0 keep-alive", in: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
 			out: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", mode: bodyLength, reuse: true},
 		{name: "close", in: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",

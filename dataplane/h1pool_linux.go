@@ -55,6 +55,10 @@ func (p *evPool) put(l *h1loop, uc *evConn, up *upstream) {
 	cfg := p.hp.cfg.Value()
 	uc.owner, uc.state = nil, usIdle
 	uc.nreq++
+	if cfg.reqs > 0 && uc.nreq >= cfg.reqs { // keepalive_pool.requests
+		l.closeUp(uc)
+		return
+	}
 	if uc.rd {
 		// The last read filled the buffer: make sure nothing follows.
 		var b [1]byte
@@ -64,7 +68,8 @@ func (p *evPool) put(l *h1loop, uc *evConn, up *upstream) {
 		}
 		uc.rd = false
 	}
-	if len(p.idle) >= max(cfg.size, 1) {
+	// keepalive_pool.size is per process: each loop keeps its share.
+	if n := len(l.d.h1.loops); len(p.idle) >= max((cfg.size+n-1)/n, 1) {
 		l.closeUp(uc)
 		return
 	}
