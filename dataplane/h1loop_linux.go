@@ -154,8 +154,8 @@ type h1loop struct {
 	dateSec int64
 	date    []byte // "Date: ...\r\n"
 	evs     [128]unix.EpollEvent
-	pollFn  func(uintptr) bool
-	parked  int
+	stepFn  func(uintptr) bool // l.step, made once (a method value per Read would allocate)
+	quit    bool
 }
 
 func newH1Loop(d *Dataplane) (*h1loop, error) {
@@ -188,7 +188,7 @@ func newH1Loop(d *Dataplane) (*h1loop, error) {
 	}
 	l := &h1loop{d: d, epfd: epfd, evfd: evfd, file: f, rc: rc, pools: map[*hostPool]*evPool{}, base: time.Now()}
 	l.nextDL = int64(time.Hour)
-	l.pollFn = l.pollReady
+	l.stepFn = l.step
 	return l, nil
 }
 
@@ -256,65 +256,69 @@ func (l *h1loop) poll() int {
 	return int(n)
 }
 
-// pollReady is the netpoller callback of park (l.pollFn, made once: a
-// closure per park would allocate).
-func (l *h1loop) pollReady(uintptr) bool {
-	l.parked = l.poll()
-	return l.parked > 0
-}
-
 func (l *h1loop) clock() int64 { return int64(time.Since(l.base)) }
 
-// run is the loop: handle ready events; when none, park in the netpoller
-// until the epoll set is readable or the next deadline.
+// run is the loop. It lives inside one RawConn.Read of the epoll file:
+// the callback (step) handles ready events and returns false to park in
+// the netpoller until the epoll set is readable again. Since the ready
+// flag is reset only when Read begins, a batch that did not fill the
+// event array is known to have drained the set, and the loop parks with
+// no further epoll_pwait: an edge that comes meanwhile makes Go's poller
+// wake it at once. Read returns on a passed deadline (run scans the
+// deadlines and reads again) and when the loop stops.
 func (l *h1loop) run() {
 	defer l.shutdown()
-	for {
-		// park polls first and parks only when nothing is ready: no
-		// separate poll here, one epoll_pwait per batch under load.
-		n, ok := l.park()
-		if !ok {
-			return
+	for !l.quit {
+		err := l.rc.Read(l.stepFn)
+		if err == nil {
+			return // step said stop
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // the file was closed
 		}
 		l.now = l.clock()
-		for i := range n {
-			if !l.event(&l.evs[i]) {
-				return
-			}
-		}
-		for len(l.runq) > 0 {
-			c := l.runq[len(l.runq)-1]
-			l.runq = l.runq[:len(l.runq)-1]
-			if !c.closed && c.x == nil {
-				l.serveClient(c)
-			}
-		}
-		if l.now >= l.nextDL {
-			l.scan()
-		}
+		l.scan()
+		l.arm() // before Read: a passed deadline fails it at once
 	}
 }
 
-// park waits in Go's netpoller for the epoll set to become readable, up
-// to the next deadline; it returns the events polled, or false when the
-// loop's file is closed.
-func (l *h1loop) park() (int, bool) {
+// arm sets the epoll file's read deadline to the next deadline.
+func (l *h1loop) arm() {
 	if l.setDL != l.nextDL {
 		l.setDL = l.nextDL
 		_ = l.file.SetReadDeadline(l.base.Add(time.Duration(l.nextDL)))
 	}
-	l.parked = 0
-	err := l.rc.Read(l.pollFn)
-	n := l.parked
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+}
+
+// step handles ready events until a batch leaves the set drained; true
+// stops the loop.
+func (l *h1loop) step(uintptr) bool {
+	for {
+		n := l.poll()
+		if n > 0 {
 			l.now = l.clock()
-			l.scan()
-			return 0, true
+			for i := range n {
+				if !l.event(&l.evs[i]) {
+					l.quit = true
+					return true
+				}
+			}
+			for len(l.runq) > 0 {
+				c := l.runq[len(l.runq)-1]
+				l.runq = l.runq[:len(l.runq)-1]
+				if !c.closed && c.x == nil {
+					l.serveClient(c)
+				}
+			}
+			if l.now >= l.nextDL {
+				l.scan()
+			}
 		}
-		return 0, false
+		if n < len(l.evs) {
+			l.arm()
+			return false
+		}
 	}
-	return n, true
 }
 
 // event handles one epoll event; false stops the loop.
