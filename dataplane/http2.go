@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"math"
@@ -23,8 +22,12 @@ import (
 var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
 
 // serveH2Conn serves one HTTP/2 connection with route table table.
+// The connection is served through an h2FrontConn (h2conn.go), which
+// buffers reads and coalesces writes.
 func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
-	h2Server.ServeConn(c, &http2.ServeConnOpts{
+	sc, fc := newH2FrontConn(c)
+	defer fc.closeWait()
+	h2Server.ServeConn(sc, &http2.ServeConnOpts{
 		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { d.serveHTTP(w, r, table, isTLS) }),
 		Context:    h2ConnContext(c), // original destination (origdst.go)
 		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
@@ -258,6 +261,9 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	c.w.WriteHeader(resp.StatusCode)
 	fl, _ := c.w.(http.Flusher)
+	// Responses of h2client.go are flushed only when no more of them is
+	// at hand, so a unary gRPC answer leaves in one go with its trailers.
+	more, _ := resp.Body.(interface{ more() bool })
 	buf := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(buf)
 	for {
@@ -266,7 +272,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 			if _, werr := c.w.Write((*buf)[:n]); werr != nil {
 				return
 			}
-			if fl != nil {
+			if fl != nil && (more == nil || !more.more()) {
 				fl.Flush()
 			}
 		}
@@ -359,23 +365,9 @@ func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 		}
 		tlsConf := up.clientTLS() // mTLS (dataplane/tls.go)
 		if up.grpc {
-			t := &http2.Transport{
-				AllowHTTP:       true,
-				ReadIdleTimeout: 30 * time.Second,
-				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					c, err := dial(ctx, network, addr)
-					if err != nil || !up.tls {
-						return c, err
-					}
-					cfg := tlsConf.Clone()
-					cfg.NextProtos = []string{"h2"}
-					tc := tls.Client(c, cfg)
-					if err := tc.HandshakeContext(ctx); err != nil {
-						c.Close()
-						return nil, &connectError{err}
-					}
-					return tc, nil
-				},
+			t := &h2Transport{dial: dial, connTO: up.to.connect} // h2client.go
+			if up.tls {
+				t.tlsConf = tlsConf
 			}
 			h.rt, h.idle = t, t.CloseIdleConnections
 			return
