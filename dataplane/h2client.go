@@ -216,6 +216,24 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 		nc.Close()
 		return nil, &connectError{err}
 	}
+	// The server's SETTINGS come first: wait for them, so that no more
+	// streams are opened than the server takes (REFUSED_STREAM).
+	if dl, ok := dctx.Deadline(); ok {
+		_ = nc.SetReadDeadline(dl)
+	}
+	f, err := cc.fr.ReadFrame()
+	if err == nil {
+		if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+			err = fmt.Errorf("dataplane: h2 upstream: first frame %v is not SETTINGS", f.Header().Type)
+		} else {
+			err = cc.onSettings(sf)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, &connectError{err}
+	}
+	_ = nc.SetReadDeadline(time.Time{})
 	cc.ping = time.AfterFunc(h2PingInterval, cc.healthCheck)
 	go cc.readLoop()
 	go cc.flushLoop()
@@ -374,7 +392,6 @@ func (cc *h2Conn) readLoop() {
 }
 
 func (cc *h2Conn) readFrames() error {
-	gotSettings := false
 	for {
 		f, err := cc.fr.ReadFrame()
 		if err != nil {
@@ -389,12 +406,6 @@ func (cc *h2Conn) readFrames() error {
 			return err
 		}
 		cc.frames.Add(1)
-		if !gotSettings {
-			if _, ok := f.(*http2.SettingsFrame); !ok {
-				return fmt.Errorf("dataplane: h2 upstream: first frame %v is not SETTINGS", f.Header().Type)
-			}
-			gotSettings = true
-		}
 		switch f := f.(type) {
 		case *http2.MetaHeadersFrame:
 			if s := cc.stream(f.StreamID); s != nil {
@@ -599,7 +610,11 @@ type h2Stream struct {
 	remoteEnd  bool
 	localEnd   bool
 	err        error
-	bodyRead   bool // the request body was read from
+	replay     []byte // request body read, until the response headers came
+	replayOver bool   // more than h2MaxReplay was read
+	bodyEOF    bool
+	bodyErr    error
+	bodyDone   chan struct{} // closed when writeBody returns
 
 	resp      *http.Response
 	stopCtx   func() bool
@@ -769,29 +784,34 @@ func (s *h2Stream) Close() error {
 func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.pool(req.URL.Host)
 	ctx := req.Context()
+	var body io.Reader
+	if req.Body != nil && req.Body != http.NoBody {
+		body = req.Body
+	}
 	for try := 0; ; try++ {
 		cc, err := p.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := cc.roundTrip(req)
+		resp, replay, err := cc.roundTrip(req, body)
 		if err == errH2Refused && try < h2MaxRefused && ctx.Err() == nil {
-			continue // not processed: send it again, on another connection
+			body = replay // not processed: send it again, on another connection
+			continue
 		}
 		return resp, err
 	}
 }
 
-// roundTrip sends req on a reserved stream of cc and waits for the
-// response headers.
-func (cc *h2Conn) roundTrip(req *http.Request) (*http.Response, error) {
+// h2MaxReplay bounds the request body kept to send a refused stream
+// again.
+const h2MaxReplay = 64 << 10
+
+// roundTrip sends req with body on a reserved stream of cc and waits for
+// the response headers. When the upstream refused the stream unprocessed
+// (errH2Refused), replay is the body to send it again with.
+func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Response, replay io.Reader, err error) {
 	s := &h2Stream{cc: cc}
 	s.cond.L = &cc.mu
-	body := req.Body
-	if body == http.NoBody {
-		body = nil
-	}
-	hasBody := body != nil
 	hasTrailers := len(req.Trailer) > 0
 	cc.wmu.Lock()
 	cc.mu.Lock()
@@ -803,25 +823,26 @@ func (cc *h2Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		if idle {
 			cc.close(errH2Closed)
 		}
-		return nil, errH2Refused // not sent: another connection may take it
+		return nil, body, errH2Refused // not sent: another connection may take it
 	}
 	s.id = cc.nextID
 	cc.nextID += 2
 	s.sendWin = cc.initWin
-	s.localEnd = !hasBody && !hasTrailers
+	s.localEnd = body == nil && !hasTrailers
 	cc.streams[s.id] = s
 	cc.mu.Unlock()
-	err := cc.writeHeaders(s.id, req, s.localEnd)
+	err = cc.writeHeaders(s.id, req, s.localEnd)
 	cc.wmu.Unlock()
 	if err != nil { // the connection is broken: nothing was sent
 		cc.close(err)
-		return nil, errH2Refused
+		return nil, body, errH2Refused
 	}
 	cc.flush()
 	if ctx := req.Context(); ctx.Done() != nil {
 		s.stopCtx = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
 	}
 	if !s.localEnd {
+		s.bodyDone = make(chan struct{})
 		go s.writeBody(body, req.Trailer)
 	}
 	cc.mu.Lock()
@@ -830,14 +851,29 @@ func (cc *h2Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if s.err != nil && !s.gotHeaders {
 		err := s.err
-		if err == errH2Refused && s.bodyRead {
-			err = errors.New("dataplane: h2 stream refused by upstream after the request body was read")
-		}
 		cc.mu.Unlock()
 		s.Close()
-		return nil, err
+		if err != errH2Refused {
+			return nil, nil, err
+		}
+		if s.bodyDone == nil {
+			return nil, nil, err
+		}
+		// Take the body back from the writer: what it read is sent again.
+		<-s.bodyDone
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		switch {
+		case s.replayOver:
+			return nil, nil, fmt.Errorf("dataplane: h2 stream refused by upstream after more than %d bytes of the request body were sent", h2MaxReplay)
+		case s.bodyErr != nil:
+			return nil, nil, s.bodyErr
+		case s.bodyEOF:
+			return nil, bytes.NewReader(s.replay), err
+		}
+		return nil, io.MultiReader(bytes.NewReader(s.replay), body), err
 	}
-	resp := &http.Response{
+	resp = &http.Response{
 		Status:        strconv.Itoa(s.status) + " " + http.StatusText(s.status),
 		StatusCode:    s.status,
 		Proto:         "HTTP/2.0",
@@ -847,6 +883,7 @@ func (cc *h2Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		ContentLength: -1,
 		Request:       req,
 	}
+	s.replay = nil // sent for good
 	cc.mu.Unlock()
 	s.resp = resp
 	if cl := resp.Header["Content-Length"]; len(cl) == 1 {
@@ -864,7 +901,7 @@ func (cc *h2Conn) roundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
-	return resp, nil
+	return resp, nil, nil
 }
 
 // writeHeaders writes the request HEADERS (and CONTINUATION) frames of
@@ -933,22 +970,40 @@ func (cc *h2Conn) maxFrameSize() uint32 {
 	return n
 }
 
-// writeBody sends the request body and trailers of s.
+// writeBody sends the request body and trailers of s. Until the
+// response headers came, it keeps what it read (up to h2MaxReplay) for
+// roundTrip to send again on a refused stream.
 func (s *h2Stream) writeBody(body io.Reader, trailer http.Header) {
+	defer close(s.bodyDone)
 	cc := s.cc
 	if body != nil {
 		bp := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(bp)
 		buf := *bp
-		cc.mu.Lock()
-		if s.err != nil { // refused or cancelled before the body was touched
-			cc.mu.Unlock()
-			return
-		}
-		s.bodyRead = true // before the first read: a refused stream is not sent again
-		cc.mu.Unlock()
 		for {
+			cc.mu.Lock()
+			if s.err != nil { // refused, reset or cancelled: stop reading
+				cc.mu.Unlock()
+				return
+			}
+			cc.mu.Unlock()
 			n, rerr := body.Read(buf)
+			if n > 0 || rerr != nil {
+				cc.mu.Lock()
+				switch {
+				case s.gotHeaders || s.replayOver:
+				case len(s.replay)+n > h2MaxReplay:
+					s.replay, s.replayOver = nil, true
+				default:
+					s.replay = append(s.replay, buf[:n]...)
+				}
+				if rerr == io.EOF {
+					s.bodyEOF = true
+				} else if rerr != nil {
+					s.bodyErr = rerr
+				}
+				cc.mu.Unlock()
+			}
 			if n > 0 {
 				if err := s.writeData(buf[:n]); err != nil {
 					return
