@@ -626,18 +626,12 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 	cc := s.cc
 	if !s.gotHeaders { // only the reader goroutine writes it
 		status := 0
-		h := make(http.Header, len(f.Fields))
 		for _, hf := range f.Fields {
 			if hf.Name == ":status" {
 				status, _ = strconv.Atoi(hf.Value)
-				continue
 			}
-			if strings.HasPrefix(hf.Name, ":") {
-				continue
-			}
-			k := canonicalH2Key(hf.Name)
-			h[k] = append(h[k], hf.Value)
 		}
+		h := h2Header(f.Fields)
 		if status == 0 {
 			s.fail(errors.New("dataplane: h2 upstream response without :status"))
 			cc.reset(s, http2.ErrCodeProtocol)
@@ -655,14 +649,7 @@ func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
 		cc.mu.Unlock()
 		return
 	}
-	t := make(http.Header, len(f.Fields))
-	for _, hf := range f.Fields {
-		if strings.HasPrefix(hf.Name, ":") {
-			continue
-		}
-		k := canonicalH2Key(hf.Name)
-		t[k] = append(t[k], hf.Value)
-	}
+	t := h2Header(f.Fields)
 	cc.mu.Lock()
 	s.trailer, s.remoteEnd = t, true
 	s.cond.Broadcast()
@@ -874,7 +861,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		return nil, io.MultiReader(bytes.NewReader(s.replay), body), err
 	}
 	resp = &http.Response{
-		Status:        strconv.Itoa(s.status) + " " + http.StatusText(s.status),
+		Status:        h2Status(s.status),
 		StatusCode:    s.status,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -1083,6 +1070,37 @@ func (s *h2Stream) writeData(p []byte) error {
 		p = p[n:]
 	}
 	return nil
+}
+
+// h2Header returns the regular fields of a header block as an
+// http.Header; the values share one backing array.
+func h2Header(fields []hpack.HeaderField) http.Header {
+	h := make(http.Header, len(fields))
+	vals := make([]string, 0, len(fields))
+	for _, hf := range fields {
+		if strings.HasPrefix(hf.Name, ":") {
+			continue
+		}
+		k := canonicalH2Key(hf.Name)
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv[:len(vv):len(vv)], hf.Value) // copies: vv is in vals
+			continue
+		}
+		vals = append(vals, hf.Value)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	return h
+}
+
+// h2Status is the Status line of common response codes.
+func h2Status(code int) string {
+	switch code {
+	case 200:
+		return "200 OK"
+	case 204:
+		return "204 No Content"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
 }
 
 // lowerH2Key lower-cases a canonical header name for HTTP/2, without

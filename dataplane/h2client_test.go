@@ -38,7 +38,7 @@ func (l *countingListener) Accept() (net.Conn, error) {
 }
 
 // serveGRPC serves the grpcBackend test service with opts on l.
-func serveGRPC(t *testing.T, l net.Listener, svc testpb.TestServiceServer, opts ...grpc.ServerOption) *grpc.Server {
+func serveGRPC(t testing.TB, l net.Listener, svc testpb.TestServiceServer, opts ...grpc.ServerOption) *grpc.Server {
 	s := grpc.NewServer(opts...)
 	testpb.RegisterTestServiceServer(s, svc)
 	go s.Serve(l)
@@ -48,7 +48,7 @@ func serveGRPC(t *testing.T, l net.Listener, svc testpb.TestServiceServer, opts 
 
 // grpcProxy routes the test service to the nodes at addrs and returns a
 // client connected through the proxy.
-func grpcProxy(t *testing.T, opts []grpc.DialOption, addrs ...string) testpb.TestServiceClient {
+func grpcProxy(t testing.TB, opts []grpc.DialOption, addrs ...string) testpb.TestServiceClient {
 	e := newEnv(t, nil)
 	e.put("/apisix/routes/g", `{"uri":"/grpc.testing.TestService/*","upstream":{"scheme":"grpc","nodes":`+nodesJSON(addrs...)+`}}`)
 	opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -60,7 +60,7 @@ func grpcProxy(t *testing.T, opts []grpc.DialOption, addrs ...string) testpb.Tes
 	return testpb.NewTestServiceClient(cc)
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -281,8 +281,22 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		}
 	}
 	for k, vv := range resp.Trailer {
-		wh[http.TrailerPrefix+k] = vv
+		wh[trailerKey(k)] = vv
 	}
+}
+
+// trailerKey is http.TrailerPrefix+k, without allocating for the
+// trailers of gRPC.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
 }
 
 func isGRPCRequest(r *http.Request) bool {
