@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -918,6 +919,14 @@ func (cc *h2Conn) writeHeaders(id uint32, req *http.Request, end bool) error {
 		for _, v := range vv {
 			_ = e.WriteField(hpack.HeaderField{Name: name, Value: v})
 		}
+	}
+	if len(req.Trailer) > 0 { // declared, for servers that keep only those (net/http)
+		keys := make([]string, 0, len(req.Trailer))
+		for k := range req.Trailer {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		_ = e.WriteField(hpack.HeaderField{Name: "trailer", Value: strings.Join(keys, ",")})
 	}
 	if req.ContentLength > 0 && req.Header["Content-Length"] == nil {
 		_ = e.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(req.ContentLength, 10)})

@@ -18,20 +18,14 @@ import (
 	"github.com/meshagent/meshagent/plugins"
 )
 
-// h2Server serves HTTP/2 connections (h2c prior knowledge or h2 by ALPN).
+// h2Server serves the HTTP/2 connections of filter chains with a TLS
+// gate (tls.go); the others are served by h2server.go.
 var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
 
-// serveH2Conn serves one HTTP/2 connection with route table table.
-// The connection is served through an h2FrontConn (h2conn.go), which
-// buffers reads and coalesces writes.
+// serveH2Conn serves one HTTP/2 connection with route table table, with
+// the data plane's own HTTP/2 server (h2server.go).
 func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
-	sc, fc := newH2FrontConn(c)
-	defer fc.closeWait()
-	h2Server.ServeConn(sc, &http2.ServeConnOpts{
-		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { d.serveHTTP(w, r, table, isTLS) }),
-		Context:    h2ConnContext(c), // original destination (origdst.go)
-		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
-	})
+	d.serveH2(c, table, isTLS)
 }
 
 // serveHTTP is the net/http request path (HTTP/2, gRPC).
@@ -123,6 +117,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	out := r.Clone(ctx) // one copy of the request, with its deadline
 	out.RequestURI = ""
+	out.Trailer = r.Trailer // filled in once the body is read: not a copy
 	isGRPC := up.grpc
 	for _, k := range hopHeaders {
 		if k == "Te" && isGRPC {
