@@ -792,7 +792,10 @@ func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // h2MaxReplay bounds the request body kept to send a refused stream
 // again.
-const h2MaxReplay = 64 << 10
+const (
+	h2MaxReplay  = 64 << 10
+	h2ReplayWait = 500 * time.Millisecond
+)
 
 // roundTrip sends req with body on a reserved stream of cc and waits for
 // the response headers. When the upstream refused the stream unprocessed
@@ -847,8 +850,16 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		if s.bodyDone == nil {
 			return nil, nil, err
 		}
-		// Take the body back from the writer: what it read is sent again.
-		<-s.bodyDone
+		// Take the body back from the writer: what it read is sent
+		// again. A writer still waiting for the client's first bytes
+		// after a while keeps the body: the stream is not sent again.
+		t := time.NewTimer(h2ReplayWait)
+		select {
+		case <-s.bodyDone:
+			t.Stop()
+		case <-t.C:
+			return nil, nil, errors.New("dataplane: h2 stream refused by upstream while its request body was being read")
+		}
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
 		switch {

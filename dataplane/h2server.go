@@ -57,7 +57,7 @@ type h2srvConn struct {
 	tls     *tls.ConnectionState
 
 	wmu     sync.Mutex
-	bw      *bufio.Writer
+	bw      *h2WriteBuf
 	henc    *hpack.Encoder
 	hbuf    bytes.Buffer
 	werr    error
@@ -82,7 +82,7 @@ type h2srvConn struct {
 func (d *Dataplane) serveH2(c net.Conn, table string, isTLS bool) {
 	sc := &h2srvConn{
 		d: d, table: table, isTLS: isTLS, nc: c,
-		bw:       bufio.NewWriterSize(c, 32<<10),
+		bw:       &h2WriteBuf{nc: c},
 		flushCh:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*h2srvStream),
@@ -93,7 +93,7 @@ func (d *Dataplane) serveH2(c net.Conn, table string, isTLS bool) {
 		remote:   c.RemoteAddr().String(),
 	}
 	sc.cond.L = &sc.mu
-	sc.br = bufio.NewReaderSize(c, 16<<10)
+	sc.br = bufio.NewReaderSize(c, 4<<10)
 	sc.fr = http2.NewFramer(sc.bw, sc.br)
 	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
@@ -157,7 +157,7 @@ func (sc *h2srvConn) shutdown(err error) {
 		sc.wmu.Lock()
 		_ = sc.fr.WriteGoAway(sc.maxID, http2.ErrCode(ce), nil)
 		if sc.werr == nil {
-			_ = sc.bw.Flush()
+			_ = sc.bw.flush()
 		}
 		sc.wmu.Unlock()
 	}
@@ -178,7 +178,7 @@ func (sc *h2srvConn) shutdown(err error) {
 	sc.wmu.Lock()
 	if sc.werr == nil {
 		_ = sc.nc.SetWriteDeadline(time.Now().Add(h2SrvCloseFlush))
-		_ = sc.bw.Flush()
+		_ = sc.bw.flush()
 		sc.werr = errH2Closed
 	}
 	sc.wmu.Unlock()
@@ -206,8 +206,8 @@ func (sc *h2srvConn) flushLoop() {
 		// that one blocks, before the next frame of the same answer.
 		runtime.Gosched()
 		sc.wmu.Lock()
-		if sc.werr == nil && sc.bw.Buffered() > 0 {
-			if err := sc.bw.Flush(); err != nil {
+		if sc.werr == nil {
+			if err := sc.bw.flush(); err != nil {
 				sc.werr = err
 				_ = sc.nc.Close() // the reader fails, the connection ends
 			}
@@ -1126,6 +1126,51 @@ func h2StatusCode(code int) string {
 		return "404"
 	}
 	return strconv.Itoa(code)
+}
+
+// h2WriteBuf buffers the frames of a connection (under its wmu). The
+// buffer comes from a pool and goes back once written, so an idle
+// connection holds none; a writer past h2WriteBufMax writes it out.
+type h2WriteBuf struct {
+	nc  net.Conn
+	b   *[]byte
+	err error
+}
+
+const h2WriteBufMax = 64 << 10
+
+var h2WriteBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// Write implements io.Writer.
+func (w *h2WriteBuf) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.b == nil {
+		w.b = h2WriteBufPool.Get().(*[]byte)
+	}
+	*w.b = append(*w.b, p...)
+	if len(*w.b) >= h2WriteBufMax {
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flush writes the buffer out and gives it back.
+func (w *h2WriteBuf) flush() error {
+	if w.b == nil || w.err != nil {
+		return w.err
+	}
+	b := w.b
+	w.b = nil
+	_, w.err = w.nc.Write(*b)
+	if cap(*b) <= 4*h2WriteBufMax {
+		*b = (*b)[:0]
+		h2WriteBufPool.Put(b)
+	}
+	return w.err
 }
 
 // h2Date is the Date header value, formatted once a second.
