@@ -834,7 +834,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 	}
 	if !s.localEnd {
 		s.bodyDone = make(chan struct{})
-		go s.writeBody(body, req.Trailer)
+		h2Go(func() { s.writeBody(body, req.Trailer) }) // h2worker.go
 	}
 	cc.mu.Lock()
 	for !s.gotHeaders && s.err == nil {

@@ -354,7 +354,7 @@ func (sc *h2srvConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	sc.streams[id] = s
 	sc.handlers++
 	sc.mu.Unlock()
-	go sc.runHandler(s, status)
+	h2Go(func() { sc.runHandler(s, status) }) // h2worker.go
 	return nil
 }
 
