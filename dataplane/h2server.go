@@ -436,6 +436,9 @@ func (sc *h2srvConn) newRequest(s *h2srvStream, f *http2.MetaHeadersFrame) (*htt
 			s.declLen = req.ContentLength
 		}
 		req.Body = (*h2srvBody)(s)
+		if v := hdr["Expect"]; len(v) == 1 && strings.EqualFold(v[0], "100-continue") {
+			s.expectContinue = true // 100 Continue on the first read, as http2.Server
+		}
 	}
 	for _, v := range hdr["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
@@ -689,9 +692,11 @@ type h2srvStream struct {
 	inflow      int64 // stream receive window left
 	recvCredit  int64
 	bodyClosed  bool
-	sendWin     int64
-	resetSent   bool // RST_STREAM sent or received: nothing more is written
-	localEnd    bool // the response ended
+	// expectContinue: the client waits for 100 Continue before the body.
+	expectContinue bool
+	sendWin        int64
+	resetSent      bool // RST_STREAM sent or received: nothing more is written
+	localEnd       bool // the response ended
 
 	// The handler goroutine only.
 	hdr         http.Header
@@ -741,6 +746,14 @@ func (b *h2srvBody) Read(p []byte) (int, error) {
 	s := (*h2srvStream)(b)
 	sc := s.sc
 	sc.mu.Lock()
+	if s.expectContinue {
+		s.expectContinue = false
+		if s.roff == len(s.rbuf) && !s.remoteEnd && s.rerr == nil {
+			sc.mu.Unlock()
+			_ = s.writeHeaderFrame(http.StatusContinue, nil, nil, false)
+			sc.mu.Lock()
+		}
+	}
 	for s.roff == len(s.rbuf) && !s.remoteEnd && s.rerr == nil && !s.bodyClosed {
 		s.rcond.Wait()
 	}
@@ -946,7 +959,7 @@ func (s *h2srvStream) finish() {
 func (s *h2srvStream) trailers() http.Header {
 	var t http.Header
 	for k, vv := range s.hdr {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+		if strings.HasPrefix(k, http.TrailerPrefix) && len(vv) > 0 {
 			if t == nil {
 				t = make(http.Header)
 			}

@@ -185,6 +185,17 @@ func TestH2ServerProtocol(t *testing.T) {
 			t.Fatalf("status %s", st)
 		}
 	})
+	t.Run("100 Continue once the body is read", func(t *testing.T) {
+		h := dialRawH2(t, e.http)
+		h.headers(1, false, append(req("/p"), "expect", "100-continue")...)
+		if st := h.status(1); st != "100" {
+			t.Fatalf("status %s, want 100 first", st)
+		}
+		_ = h.fr.WriteData(1, true, []byte("body"))
+		if st := h.status(1); st != "200" {
+			t.Fatalf("status %s", st)
+		}
+	})
 	t.Run("connection-specific header is a bad request", func(t *testing.T) {
 		h := dialRawH2(t, e.http)
 		h.headers(1, true, append(req("/p"), "connection", "keep-alive")...)
