@@ -152,6 +152,7 @@ func (sc *h2srvConn) serve() error {
 // shutdown ends the connection: a GOAWAY for a protocol error, then the
 // streams fail and the connection closes.
 func (sc *h2srvConn) shutdown(err error) {
+	_ = sc.nc.SetWriteDeadline(time.Now().Add(h2SrvCloseFlush)) // bounds the last writes
 	var ce http2.ConnectionError
 	if errors.As(err, &ce) {
 		sc.wmu.Lock()
@@ -177,7 +178,6 @@ func (sc *h2srvConn) shutdown(err error) {
 	// connection failed (the GOAWAY of the client's, a response...).
 	sc.wmu.Lock()
 	if sc.werr == nil {
-		_ = sc.nc.SetWriteDeadline(time.Now().Add(h2SrvCloseFlush))
 		_ = sc.bw.flush()
 		sc.werr = errH2Closed
 	}
@@ -410,7 +410,7 @@ func (sc *h2srvConn) newRequest(s *h2srvStream, f *http2.MetaHeadersFrame) (*htt
 		}
 	}
 	ctx, cancel := context.WithCancel(sc.baseCtx)
-	s.ctx, s.cancel = ctx, cancel
+	s.cancel = cancel
 	req := &http.Request{
 		Method:     method,
 		URL:        u,
@@ -675,8 +675,8 @@ type h2srvStream struct {
 	sc  *h2srvConn
 	id  uint32
 	req *http.Request
-	ctx context.Context
-	// cancel ends ctx: at reset, or once the handler returned.
+	// cancel ends the request's context: at reset, or once the handler
+	// returned.
 	cancel context.CancelFunc
 
 	// Guarded by sc.mu.
