@@ -47,8 +47,7 @@ const (
 // h2srvConn is one server connection.
 type h2srvConn struct {
 	d       *Dataplane
-	table   string
-	isTLS   bool
+	handler http.Handler
 	nc      net.Conn
 	br      *bufio.Reader
 	fr      *http2.Framer
@@ -78,10 +77,11 @@ type h2srvConn struct {
 }
 
 // serveH2 serves HTTP/2 on c (after the sniffer, or TLS with ALPN h2)
-// until the connection ends.
-func (d *Dataplane) serveH2(c net.Conn, table string, isTLS bool) {
+// with handler h until the connection ends. The requests' context derives
+// from base (nil: context.Background()).
+func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 	sc := &h2srvConn{
-		d: d, table: table, isTLS: isTLS, nc: c,
+		d: d, handler: h, nc: c,
 		bw:       &h2WriteBuf{nc: c},
 		flushCh:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -99,11 +99,10 @@ func (d *Dataplane) serveH2(c net.Conn, table string, isTLS bool) {
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
 	sc.fr.SetReuseFrames()
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
-	ctx := h2ConnContext(c) // original destination (origdst.go)
-	if ctx == nil {
-		ctx = context.Background()
+	if base == nil {
+		base = context.Background()
 	}
-	sc.baseCtx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	sc.baseCtx = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
 	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
 		sc.tls = &st
@@ -667,7 +666,7 @@ func (sc *h2srvConn) runHandler(s *h2srvStream, status int) {
 		s.WriteHeader(status)
 		return
 	}
-	sc.d.serveHTTP(s, s.req, sc.table, sc.isTLS)
+	sc.handler.ServeHTTP(s, s.req)
 }
 
 // h2srvStream is a stream of an h2srvConn, and its http.ResponseWriter.

@@ -12,20 +12,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/plugins"
 )
 
-// h2Server serves the HTTP/2 connections of filter chains with a TLS
-// gate (tls.go); the others are served by h2server.go.
-var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
-
 // serveH2Conn serves one HTTP/2 connection with route table table, with
 // the data plane's own HTTP/2 server (h2server.go).
 func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
-	d.serveH2(c, table, isTLS)
+	d.serveH2(c, h2ConnContext(c), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { // original destination (origdst.go)
+		d.serveHTTP(w, r, table, isTLS)
+	}))
 }
 
 // serveHTTP is the net/http request path (HTTP/2, gRPC).
