@@ -563,7 +563,7 @@ func (cc *h2Conn) onData(f *http2.DataFrame) {
 		cc.recvCredit += pad
 		s.recvCredit += pad
 	}
-	s.buf = append(s.buf, data...)
+	s.buf.Write(data)
 	if f.StreamEnded() {
 		s.remoteEnd = true
 	}
@@ -606,13 +606,13 @@ type h2Stream struct {
 	status     int
 	header     http.Header
 	trailer    http.Header
-	buf        []byte // received DATA not read yet
-	off        int
+	buf        h2DataBuf // received DATA not read yet
 	remoteEnd  bool
 	localEnd   bool
 	err        error
-	replay     []byte // request body read, until the response headers came
-	replayOver bool   // more than h2MaxReplay was read
+	replay     *[]byte // request body read, until the response headers came (h2ChunkPool)
+	replayOff  bool    // no more is kept: the headers came, too much was read, or the stream failed
+	replayOver bool    // more than h2MaxReplay was read
 	bodyEOF    bool
 	bodyErr    error
 	bodyDone   chan struct{} // closed when writeBody returns
@@ -687,10 +687,10 @@ func (s *h2Stream) abort(err error) {
 func (s *h2Stream) Read(p []byte) (int, error) {
 	cc := s.cc
 	cc.mu.Lock()
-	for s.off == len(s.buf) && !s.remoteEnd && s.err == nil {
+	for s.buf.Len() == 0 && !s.remoteEnd && s.err == nil {
 		s.cond.Wait()
 	}
-	if s.off == len(s.buf) {
+	if s.buf.Len() == 0 {
 		err := s.err
 		if s.remoteEnd { // the response is complete
 			err = io.EOF
@@ -705,11 +705,7 @@ func (s *h2Stream) Read(p []byte) (int, error) {
 		cc.mu.Unlock()
 		return 0, err
 	}
-	n := copy(p, s.buf[s.off:])
-	s.off += n
-	if s.off == len(s.buf) {
-		s.buf, s.off = s.buf[:0], 0
-	}
+	n := s.buf.Read(p)
 	s.recvCredit += int64(n)
 	cc.recvCredit += int64(n)
 	var supd uint32
@@ -736,7 +732,7 @@ func (s *h2Stream) Read(p []byte) (int, error) {
 // response is already there.
 func (s *h2Stream) more() bool {
 	s.cc.mu.Lock()
-	m := s.off < len(s.buf) || s.remoteEnd || s.err != nil
+	m := s.buf.Len() > 0 || s.remoteEnd || s.err != nil
 	s.cc.mu.Unlock()
 	return m
 }
@@ -750,8 +746,8 @@ func (s *h2Stream) Close() error {
 		cc := s.cc
 		cc.mu.Lock()
 		finished := s.remoteEnd && s.localEnd || s.err != nil
-		unread := int64(len(s.buf) - s.off)
-		s.buf, s.off = nil, 0
+		unread := int64(s.buf.Len())
+		s.buf.Reset()
 		if !finished {
 			s.err = errH2Closed
 		}
@@ -793,7 +789,7 @@ func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // h2MaxReplay bounds the request body kept to send a refused stream
 // again.
 const (
-	h2MaxReplay  = 64 << 10
+	h2MaxReplay  = h2ChunkSize
 	h2ReplayWait = 500 * time.Millisecond
 )
 
@@ -842,14 +838,14 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 	}
 	if s.err != nil && !s.gotHeaders {
 		err := s.err
+		if err != errH2Refused || s.bodyDone == nil {
+			s.dropReplayLocked()
+			cc.mu.Unlock()
+			s.Close()
+			return nil, nil, err
+		}
 		cc.mu.Unlock()
 		s.Close()
-		if err != errH2Refused {
-			return nil, nil, err
-		}
-		if s.bodyDone == nil {
-			return nil, nil, err
-		}
 		// Take the body back from the writer: what it read is sent
 		// again. A writer still waiting for the client's first bytes
 		// after a while keeps the body: the stream is not sent again.
@@ -858,19 +854,27 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		case <-s.bodyDone:
 			t.Stop()
 		case <-t.C:
+			cc.mu.Lock()
+			s.dropReplayLocked()
+			cc.mu.Unlock()
 			return nil, nil, errors.New("dataplane: h2 stream refused by upstream while its request body was being read")
 		}
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
+		var sent []byte
+		if s.replay != nil {
+			sent = *s.replay // handed over to the retry, not pooled again
+		}
+		s.replay, s.replayOff = nil, true
 		switch {
 		case s.replayOver:
 			return nil, nil, fmt.Errorf("dataplane: h2 stream refused by upstream after more than %d bytes of the request body were sent", h2MaxReplay)
 		case s.bodyErr != nil:
 			return nil, nil, s.bodyErr
 		case s.bodyEOF:
-			return nil, bytes.NewReader(s.replay), err
+			return nil, bytes.NewReader(sent), err
 		}
-		return nil, io.MultiReader(bytes.NewReader(s.replay), body), err
+		return nil, io.MultiReader(bytes.NewReader(sent), body), err
 	}
 	resp = &http.Response{
 		Status:        h2Status(s.status),
@@ -882,7 +886,7 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		ContentLength: -1,
 		Request:       req,
 	}
-	s.replay = nil // sent for good
+	s.dropReplayLocked() // sent for good
 	cc.mu.Unlock()
 	s.resp = resp
 	if cl := resp.Header["Content-Length"]; len(cl) == 1 {
@@ -977,6 +981,16 @@ func (cc *h2Conn) maxFrameSize() uint32 {
 	return n
 }
 
+// dropReplayLocked gives the replay buffer back and keeps no more.
+func (s *h2Stream) dropReplayLocked() {
+	if s.replay != nil {
+		*s.replay = (*s.replay)[:0]
+		h2ChunkPool.Put(s.replay)
+		s.replay = nil
+	}
+	s.replayOff = true
+}
+
 // writeBody sends the request body and trailers of s. Until the
 // response headers came, it keeps what it read (up to h2MaxReplay) for
 // roundTrip to send again on a refused stream.
@@ -997,12 +1011,16 @@ func (s *h2Stream) writeBody(body io.Reader, trailer http.Header) {
 			n, rerr := body.Read(buf)
 			if n > 0 || rerr != nil {
 				cc.mu.Lock()
-				switch {
-				case s.gotHeaders || s.replayOver:
-				case len(s.replay)+n > h2MaxReplay:
-					s.replay, s.replayOver = nil, true
-				default:
-					s.replay = append(s.replay, buf[:n]...)
+				if !s.replayOff {
+					if s.replay == nil {
+						s.replay = h2ChunkPool.Get().(*[]byte)
+					}
+					if len(*s.replay)+n > h2MaxReplay {
+						s.replayOver = true
+						s.dropReplayLocked()
+					} else {
+						*s.replay = append(*s.replay, buf[:n]...)
+					}
 				}
 				if rerr == io.EOF {
 					s.bodyEOF = true

@@ -571,7 +571,7 @@ func (sc *h2srvConn) onData(f *http2.DataFrame) error {
 		sc.reset(s, http2.ErrCodeProtocol)
 		return nil
 	}
-	s.rbuf = append(s.rbuf, data...)
+	s.rbuf.Write(data)
 	if f.StreamEnded() {
 		if s.declLen >= 0 && s.recvd != s.declLen {
 			s.failLocked(fmt.Errorf("dataplane: request body of %d bytes, Content-Length %d", s.recvd, s.declLen))
@@ -631,9 +631,9 @@ func (sc *h2srvConn) forgetLocked(s *h2srvStream) {
 	if sc.streams[s.id] == s {
 		delete(sc.streams, s.id)
 	}
-	if n := int64(len(s.rbuf) - s.roff); n > 0 { // unread body: its window goes back
+	if n := int64(s.rbuf.Len()); n > 0 { // unread body: its window goes back
 		sc.recvCredit += n
-		s.rbuf, s.roff = nil, 0
+		s.rbuf.Reset()
 	}
 	sc.cond.Broadcast()
 }
@@ -680,10 +680,9 @@ type h2srvStream struct {
 
 	// Guarded by sc.mu.
 	rcond       sync.Cond
-	rbuf        []byte // request body received, not read
-	roff        int
-	remoteEnd   bool // the client ended the stream
-	gotTrailers bool // request trailers received
+	rbuf        h2DataBuf // request body received, not read
+	remoteEnd   bool      // the client ended the stream
+	gotTrailers bool      // request trailers received
 	reqTrailer  []hpack.HeaderField
 	rerr        error // the stream failed
 	declLen     int64 // request Content-Length, -1 if none
@@ -747,16 +746,16 @@ func (b *h2srvBody) Read(p []byte) (int, error) {
 	sc.mu.Lock()
 	if s.expectContinue {
 		s.expectContinue = false
-		if s.roff == len(s.rbuf) && !s.remoteEnd && s.rerr == nil {
+		if s.rbuf.Len() == 0 && !s.remoteEnd && s.rerr == nil {
 			sc.mu.Unlock()
 			_ = s.writeHeaderFrame(http.StatusContinue, nil, nil, false)
 			sc.mu.Lock()
 		}
 	}
-	for s.roff == len(s.rbuf) && !s.remoteEnd && s.rerr == nil && !s.bodyClosed {
+	for s.rbuf.Len() == 0 && !s.remoteEnd && s.rerr == nil && !s.bodyClosed {
 		s.rcond.Wait()
 	}
-	if s.roff == len(s.rbuf) {
+	if s.rbuf.Len() == 0 {
 		var err error
 		switch {
 		case s.bodyClosed:
@@ -777,11 +776,7 @@ func (b *h2srvBody) Read(p []byte) (int, error) {
 		sc.mu.Unlock()
 		return 0, err
 	}
-	n := copy(p, s.rbuf[s.roff:])
-	s.roff += n
-	if s.roff == len(s.rbuf) {
-		s.rbuf, s.roff = s.rbuf[:0], 0
-	}
+	n := s.rbuf.Read(p)
 	s.recvCredit += int64(n)
 	sc.recvCredit += int64(n)
 	var supd uint32
@@ -812,8 +807,8 @@ func (b *h2srvBody) Close() error {
 	sc := s.sc
 	sc.mu.Lock()
 	s.bodyClosed = true
-	n := int64(len(s.rbuf) - s.roff)
-	s.rbuf, s.roff = nil, 0
+	n := int64(s.rbuf.Len())
+	s.rbuf.Reset()
 	sc.recvCredit += n
 	upd := sc.creditLocked()
 	s.rcond.Broadcast()
