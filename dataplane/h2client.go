@@ -110,7 +110,7 @@ func (t *h2Transport) CloseIdleConnections() {
 }
 
 // get returns a connection that can open one more stream; the stream is
-// reserved (cc.reserved) and must be released by openStream.
+// reserved (cc.reserved) and is opened, or released, by roundTrip.
 func (p *h2Pool) get(ctx context.Context) (*h2Conn, error) {
 	for {
 		p.mu.Lock()
