@@ -36,7 +36,12 @@ type h2Ctx struct {
 
 func newH2Ctx(w http.ResponseWriter, r *http.Request, tls bool) *h2Ctx {
 	c := &h2Ctx{w: w, r: r, tls: tls}
-	c.host = string(hostNoPort(nil, []byte(r.Host)))
+	var buf [64]byte
+	if h := hostNoPort(buf[:0], []byte(r.Host)); len(h) <= len(r.Host) && string(h) == r.Host[:len(h)] {
+		c.host = r.Host[:len(h)] // already lower case: no copy
+	} else {
+		c.host = string(h)
+	}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
 		c.remote = c.remoteIP.String()

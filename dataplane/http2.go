@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"math"
@@ -13,22 +12,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/plugins"
 )
 
-// h2Server serves HTTP/2 connections (h2c prior knowledge or h2 by ALPN).
-var h2Server = &http2.Server{MaxConcurrentStreams: 1000}
-
-// serveH2Conn serves one HTTP/2 connection with route table table.
+// serveH2Conn serves one HTTP/2 connection with route table table, with
+// the data plane's own HTTP/2 server (h2server.go).
 func (d *Dataplane) serveH2Conn(c net.Conn, table string, isTLS bool) {
-	h2Server.ServeConn(c, &http2.ServeConnOpts{
-		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { d.serveHTTP(w, r, table, isTLS) }),
-		Context:    h2ConnContext(c), // original destination (origdst.go)
-		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
-	})
+	d.serveH2(c, h2ConnContext(c), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { // original destination (origdst.go)
+		d.serveHTTP(w, r, table, isTLS)
+	}))
 }
 
 // serveHTTP is the net/http request path (HTTP/2, gRPC).
@@ -120,6 +113,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	out := r.Clone(ctx) // one copy of the request, with its deadline
 	out.RequestURI = ""
+	out.Trailer = r.Trailer // filled in once the body is read: not a copy
 	isGRPC := up.grpc
 	for _, k := range hopHeaders {
 		if k == "Te" && isGRPC {
@@ -258,6 +252,9 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	c.w.WriteHeader(resp.StatusCode)
 	fl, _ := c.w.(http.Flusher)
+	// Responses of h2client.go are flushed only when no more of them is
+	// at hand, so a unary gRPC answer leaves in one go with its trailers.
+	more, _ := resp.Body.(interface{ more() bool })
 	buf := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(buf)
 	for {
@@ -266,7 +263,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 			if _, werr := c.w.Write((*buf)[:n]); werr != nil {
 				return
 			}
-			if fl != nil {
+			if fl != nil && (more == nil || !more.more()) {
 				fl.Flush()
 			}
 		}
@@ -275,8 +272,22 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		}
 	}
 	for k, vv := range resp.Trailer {
-		wh[http.TrailerPrefix+k] = vv
+		wh[trailerKey(k)] = vv
 	}
+}
+
+// trailerKey is http.TrailerPrefix+k, without allocating for the
+// trailers of gRPC.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
 }
 
 func isGRPCRequest(r *http.Request) bool {
@@ -359,23 +370,9 @@ func (h *h2Upstream) get(up *upstream) http.RoundTripper {
 		}
 		tlsConf := up.clientTLS() // mTLS (dataplane/tls.go)
 		if up.grpc {
-			t := &http2.Transport{
-				AllowHTTP:       true,
-				ReadIdleTimeout: 30 * time.Second,
-				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					c, err := dial(ctx, network, addr)
-					if err != nil || !up.tls {
-						return c, err
-					}
-					cfg := tlsConf.Clone()
-					cfg.NextProtos = []string{"h2"}
-					tc := tls.Client(c, cfg)
-					if err := tc.HandshakeContext(ctx); err != nil {
-						c.Close()
-						return nil, &connectError{err}
-					}
-					return tc, nil
-				},
+			t := &h2Transport{dial: dial, connTO: up.to.connect} // h2client.go
+			if up.tls {
+				t.tlsConf = tlsConf
 			}
 			h.rt, h.idle = t, t.CloseIdleConnections
 			return

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 
 	"github.com/meshagent/meshagent/dataplane/mtls"
 	"github.com/meshagent/meshagent/etcdcompat/apisix"
@@ -358,24 +357,20 @@ func (d *Dataplane) serveH2Secured(c net.Conn, ci *connInfo) {
 	if base == nil {
 		base = context.Background()
 	}
-	h2Server.ServeConn(c, &http2.ServeConnOpts{
-		Context: context.WithValue(base, connInfoKey{}, ci),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Header.Del(xfccHeader)
-			if ci.xfcc != "" {
-				r.Header.Set(xfccHeader, ci.xfcc)
-			}
-			if sec.policy.HasHTTP() && !sec.policy.AllowRequest(&ci.attrs, h2Headers{r}) {
-				d.stats.Requests.Add(1)
-				w.Header().Set("Content-Type", "text/plain")
-				w.WriteHeader(403)
-				_, _ = w.Write(rbac.DeniedBody)
-				return
-			}
-			d.serveHTTP(w, r, sec.table, sec.isTLS)
-		}),
-		BaseConfig: &http.Server{ReadHeaderTimeout: 30 * time.Second},
-	})
+	d.serveH2(c, context.WithValue(base, connInfoKey{}, ci), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { // h2server.go
+		r.Header.Del(xfccHeader)
+		if ci.xfcc != "" {
+			r.Header.Set(xfccHeader, ci.xfcc)
+		}
+		if sec.policy.HasHTTP() && !sec.policy.AllowRequest(&ci.attrs, h2Headers{r}) {
+			d.stats.Requests.Add(1)
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(403)
+			_, _ = w.Write(rbac.DeniedBody)
+			return
+		}
+		d.serveHTTP(w, r, sec.table, sec.isTLS)
+	}))
 }
 
 // h2Headers adapts a net/http request to rbac.Headers.
