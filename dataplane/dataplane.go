@@ -82,6 +82,10 @@ type Options struct {
 	// RefusePassThrough resets (RST) connections that would be passed
 	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
 	RefusePassThrough bool
+	// DisableTCPAccel relays TCP (stream routes, passthrough) in user space
+	// even where the kernel could (sockmap: needs CAP_BPF/CAP_NET_ADMIN and
+	// Linux 5.15+; without them the data plane falls back by itself).
+	DisableTCPAccel bool
 }
 
 // Stats are the data plane's counters; all fields are atomics.
@@ -140,6 +144,7 @@ type Dataplane struct {
 	connMu    sync.Mutex
 	conns     map[net.Conn]struct{} // accepted connections, closed by Close
 	tlsm      *mtls.Manager         // mTLS certificates in force
+	accel     tcpAccel              // kernel TCP relay (tcp_accel.go)
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -357,6 +362,7 @@ func (d *Dataplane) Close() error {
 	}
 	d.conns = nil
 	d.connMu.Unlock()
+	d.closeTCPAccel()
 	if s := d.snap.Load(); s != nil {
 		for _, up := range s.upstreams {
 			up.close() // idle pools and health checkers

@@ -19,8 +19,10 @@ package sockmap
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -30,8 +32,7 @@ import (
 )
 
 // ErrBroken is returned by Splice when the pair could be neither relayed
-// in the kernel nor handed back (a segment may already have been
-// redirected); both connections are closed.
+// in the kernel nor handed back; both connections are closed.
 var ErrBroken = errors.New("sockmap: pair half set up; connections closed")
 
 // MaxPairs is the number of pairs relayed at once; Splice fails (the
@@ -54,14 +55,20 @@ type Relay struct {
 	closed bool
 	quit   chan struct{}
 	setup  sync.WaitGroup // Splice calls setting a pair up; Close waits
+
+	hybrids atomic.Int64 // pairs relayed half in user space (see hybrid)
 }
+
+// testBeforeSocks, if set, runs between the peers and socks updates.
+var testBeforeSocks func()
 
 // pair is two relayed sockets. Direction i runs from fd[i] to fd[1-i].
 type pair struct {
 	id     uint64
 	fd     [2]int // duplicates owned by the pair
 	cookie [2]uint64
-	base   [2]uint64 // bytes queued on fd[i] before the kernel took over
+	base   [2]uint64      // bytes queued on fd[i] before the kernel took over
+	conns  []*net.TCPConn // hybrid: the originals, b relayed to a by hybrid
 
 	fdMu sync.RWMutex // held to use fd; written to close them
 	gone bool         // fds closed
@@ -262,40 +269,69 @@ func (r *Relay) start(p *pair, a, b *net.TCPConn) error {
 	if err := r.socks.Update(p.cookie[0], uint32(p.fd[0]), ebpf.UpdateAny); err != nil {
 		return r.undo(p, fmt.Errorf("sockmap: socks: %w", err))
 	}
-	if err := r.socks.Update(p.cookie[1], uint32(p.fd[1]), ebpf.UpdateAny); err != nil {
-		// Segments from a may already be queued for b: no way back.
-		r.teardown(p)
-		a.Close()
-		b.Close()
-		return fmt.Errorf("%w: %v", ErrBroken, err)
+	// Only established sockets may join: b fails if it got a FIN since
+	// the peers update. Segments from a may already be queued for b (and
+	// leaving socks could drop one being verdicted), so a stays; the rest
+	// of b (its receive queue, then the FIN) is copied by hybrid.
+	if testBeforeSocks != nil {
+		testBeforeSocks()
 	}
+	hybrid := r.socks.Update(p.cookie[1], uint32(p.fd[1]), ebpf.UpdateAny) != nil
 	// Bytes that arrived before the sockets joined socks wait in their
 	// receive queues until the next segment wakes the verdict; setting
 	// SO_RCVLOWAT runs it now (tcp_set_rcvlowat calls sk_data_ready).
 	for _, fd := range p.fd {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
 	}
-	// Closing the originals takes the sockets out of the Go poller: its
-	// edge-triggered EPOLLIN would wake it for every segment relayed.
-	a.Close()
-	b.Close()
+	watch := 2
+	if hybrid {
+		watch = 1
+		p.conns = []*net.TCPConn{a, b}
+	} else {
+		// Closing the originals takes the sockets out of the Go poller:
+		// its edge-triggered EPOLLIN would wake it for every segment.
+		a.Close()
+		b.Close()
+	}
 	// Under r.mu, so no event tears p down before both are watched; live
 	// publishes the fields set above to event.
 	r.mu.Lock()
 	var err error
-	for i, fd := range p.fd {
+	for i, fd := range p.fd[:watch] {
 		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(uint32(p.id<<1 | uint64(i))), Pad: int32(uint32(p.id >> 31))}
 		if err = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			break
 		}
 	}
 	p.live = err == nil
+	p.ended[1] = hybrid
 	r.mu.Unlock()
 	if err != nil {
 		r.teardown(p)
 		return fmt.Errorf("%w: epoll: %v", ErrBroken, err)
 	}
+	if hybrid {
+		r.hybrids.Add(1)
+		go r.hybrid(p, a, b)
+	}
 	return nil
+}
+
+// hybrid relays b to a in user space, for a pair whose b could not join
+// socks. Nothing else writes to a: b's segments are not verdicted.
+func (r *Relay) hybrid(p *pair, a, b *net.TCPConn) {
+	if _, err := io.Copy(a, b); err != nil {
+		r.teardown(p)
+		return
+	}
+	_ = a.CloseWrite()
+	r.mu.Lock()
+	p.finished++
+	last := p.finished == 2
+	r.mu.Unlock()
+	if last {
+		r.teardown(p)
+	}
 }
 
 // dup takes duplicates of a's and b's descriptors, so the sockets outlive
@@ -364,6 +400,9 @@ func (r *Relay) teardown(p *pair) {
 		}
 		p.gone = true
 		p.fdMu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
 		close(p.done)
 	})
 }

@@ -371,3 +371,51 @@ func assertEmpty(t *testing.T, r *Relay) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestFINDuringSetup: the backend's FIN lands between the peers and socks
+// updates, so the backend socket cannot join socks; the pair is relayed
+// half in user space and nothing is lost.
+func TestFINDuringSetup(t *testing.T) {
+	r := newRelay(t)
+	const size = 4 << 20
+	got := make(chan string, 1)
+	backend := listen(t, func(c *net.TCPConn) {
+		defer c.Close()
+		time.Sleep(50 * time.Millisecond)
+		c.Write([]byte("hi"))
+		c.CloseWrite()
+		n, sum, err := drain(c)
+		if err != nil || n != size || sum != expected(5, size) {
+			got <- "damaged"
+			return
+		}
+		got <- "ok"
+	})
+	testBeforeSocks = func() { time.Sleep(200 * time.Millisecond) }
+	defer func() { testBeforeSocks = nil }()
+	addr, errs := proxy(t, r, backend, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	go func() {
+		stream(c, 5, size)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	all, err := io.ReadAll(c)
+	if err != nil || string(all) != "hi" {
+		t.Fatalf("client got %q, %v", all, err)
+	}
+	if g := <-got; g != "ok" {
+		t.Fatalf("backend: %s", g)
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("Splice: %v", err)
+	}
+	if r.hybrids.Load() != 1 {
+		t.Fatal("the backend socket joined socks despite its FIN")
+	}
+	assertEmpty(t, r)
+}
