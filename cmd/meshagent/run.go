@@ -36,6 +36,7 @@ type runConfig struct {
 	sniffTimeout time.Duration
 	opaquePorts  []int
 	originalDst  bool
+	tcpAccel     string
 	xds          xdsConfig     // --- xDS (run_xds.go) ---
 	plugins      pluginFlags   // --- extension plugins (plugins.go) ---
 	capture      captureConfig // --- capture (run_capture.go) ---
@@ -61,6 +62,13 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
+	fs.Func("tcp-accel", "relay TCP in the kernel (sockmap): auto (when root on Linux 5.15+, else splice) or off (default auto)", func(s string) error {
+		if s != "auto" && s != "off" {
+			return fmt.Errorf("want auto or off, got %q", s)
+		}
+		c.tcpAccel = s
+		return nil
+	})
 	c.xds.flags(fs)     // --- xDS (run_xds.go) ---
 	c.plugins.flags(fs) // --- extension plugins (plugins.go) ---
 	c.capture.flags(fs) // --- capture (run_capture.go) ---
@@ -169,6 +177,7 @@ func runRun(ctx context.Context, args []string) error {
 		Source: st, Logger: log.With("component", "dataplane"),
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
 		SniffTimeout: cfg.sniffTimeout, OpaquePorts: cfg.opaquePorts,
+		DisableTCPAccel: cfg.tcpAccel == "off",
 	}
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst
