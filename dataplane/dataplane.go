@@ -82,10 +82,11 @@ type Options struct {
 	// RefusePassThrough resets (RST) connections that would be passed
 	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
 	RefusePassThrough bool
-	// DisableTCPAccel relays TCP (stream routes, passthrough) in user space
-	// even where the kernel could (sockmap: needs CAP_BPF/CAP_NET_ADMIN and
-	// Linux 5.15+; without them the data plane falls back by itself).
-	DisableTCPAccel bool
+	// TCPAccel relays TCP (stream routes, tcp_proxy, passthrough) in the
+	// kernel where it can (sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 5.15+),
+	// else splices in user space. Experimental: the kernel relay has no
+	// backpressure (see package sockmap), so it is off by default.
+	TCPAccel bool
 }
 
 // Stats are the data plane's counters; all fields are atomics.

@@ -9,8 +9,8 @@ import (
 	"github.com/meshagent/meshagent/dataplane/sockmap"
 )
 
-// tcpAccel is the kernel TCP relay (sockmap), loaded on first use unless
-// Options.DisableTCPAccel is set.
+// tcpAccel is the kernel TCP relay (sockmap), loaded on first use when
+// Options.TCPAccel is set.
 type tcpAccel struct {
 	once   sync.Once
 	relay  *sockmap.Relay // nil: off or unavailable
@@ -24,7 +24,7 @@ type tcpAccel struct {
 func (d *Dataplane) kernelRelay() *sockmap.Relay {
 	a := &d.accel
 	a.once.Do(func() {
-		if d.opts.DisableTCPAccel {
+		if !d.opts.TCPAccel {
 			return
 		}
 		r, err := sockmap.New()

@@ -19,7 +19,7 @@ func tcpModes(t *testing.T, fn func(t *testing.T, e *env, kernel bool)) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, func(o *Options) {
 				o.StreamListen = "127.0.0.1:0"
-				o.DisableTCPAccel = !kernel
+				o.TCPAccel = kernel
 			})
 			if kernel && e.dp.kernelRelay() == nil {
 				t.Skip("kernel TCP relay unavailable (needs root and Linux 5.15+)")

@@ -14,6 +14,16 @@
 // writes it to the peer later, so at FIN the last bytes may not be on the
 // peer yet; the FIN is passed on (shutdown(SHUT_WR)) only once the peer's
 // send queue holds every byte counted.
+//
+// Limits. The kernel consumes a redirected segment from the receiving
+// socket at once (its window reopens) and queues it for the peer without
+// bound, so a reader slower than its writer makes the kernel buffer the
+// difference (a client that reads nothing lets a backend push everything
+// it has). Each redirect also goes through a workqueue, which costs small
+// request/response exchanges latency. Only established sockets can join:
+// a pair one of whose ends already got a FIN is refused (Splice fails, the
+// caller relays it), and one whose second end gets its FIN during set-up
+// is relayed half in user space (hybrid).
 package sockmap
 
 import (
