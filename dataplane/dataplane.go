@@ -83,7 +83,7 @@ type Options struct {
 	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
 	RefusePassThrough bool
 	// TCPAccel relays TCP (stream routes, tcp_proxy, passthrough) in the
-	// kernel where it can (sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 5.15+),
+	// kernel where it can (sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 6.1+),
 	// else splices in user space. Experimental: the kernel relay has no
 	// backpressure (see package sockmap), so it is off by default.
 	TCPAccel bool

@@ -22,7 +22,7 @@ func tcpModes(t *testing.T, fn func(t *testing.T, e *env, kernel bool)) {
 				o.TCPAccel = kernel
 			})
 			if kernel && e.dp.kernelRelay() == nil {
-				t.Skip("kernel TCP relay unavailable (needs root and Linux 5.15+)")
+				t.Skip("kernel TCP relay unavailable (needs root and Linux 6.1+)")
 			}
 			fn(t, e, kernel)
 			if got := e.dp.accel.pairs.Load(); kernel != (got > 0) {

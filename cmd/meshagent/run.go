@@ -62,7 +62,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
-	fs.Func("tcp-accel", "relay TCP in the kernel (sockmap, experimental): auto (when root on Linux 5.15+, else splice) or off (default off)", func(s string) error {
+	fs.Func("tcp-accel", "relay TCP in the kernel (sockmap, experimental): auto (when root on Linux 6.1+, else splice) or off (default off)", func(s string) error {
 		if s != "auto" && s != "off" {
 			return fmt.Errorf("want auto or off, got %q", s)
 		}

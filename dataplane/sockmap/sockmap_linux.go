@@ -95,9 +95,12 @@ type pair struct {
 }
 
 // New loads the verdict program and its maps. It fails without
-// CAP_BPF/CAP_NET_ADMIN or on kernels without sockmap stream verdicts
-// (before 5.15 lacks the strparser-free verdict path used here).
+// CAP_BPF/CAP_NET_ADMIN, and before Linux 6.1: the ordering and FIN
+// reasoning above rests on the read_skb verdict path of 6.x kernels.
 func New() (*Relay, error) {
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
 	r := &Relay{epfd: -1, wake: -1, pairs: map[uint64]*pair{}, quit: make(chan struct{}), exited: make(chan struct{})}
 	ok := false
 	defer func() {
@@ -549,4 +552,21 @@ func queued(fd int) (uint64, error) {
 			return i1.Bytes_acked + uint64(out), nil
 		}
 	}
+}
+
+// checkKernel refuses kernels older than 6.1.
+func checkKernel() error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return fmt.Errorf("sockmap: uname: %w", err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var major, minor int
+	if _, err := fmt.Sscanf(rel, "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("sockmap: kernel release %q: %w", rel, err)
+	}
+	if major < 6 || major == 6 && minor < 1 {
+		return fmt.Errorf("sockmap: kernel %s, need 6.1 or later", rel)
+	}
+	return nil
 }

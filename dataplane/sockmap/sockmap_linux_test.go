@@ -19,7 +19,7 @@ func newRelay(t *testing.T) *Relay {
 	t.Helper()
 	r, err := New()
 	if err != nil {
-		t.Skipf("sockmap unavailable (needs root and a 5.15+ kernel): %v", err)
+		t.Skipf("sockmap unavailable (needs root and Linux 6.1+): %v", err)
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
