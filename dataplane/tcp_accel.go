@@ -3,8 +3,10 @@ package dataplane
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshagent/meshagent/dataplane/sockmap"
 )
@@ -74,18 +76,94 @@ func (d *Dataplane) splice(c net.Conn, uc net.Conn) {
 		a, aok := c.(*net.TCPConn)
 		b, bok := uc.(*net.TCPConn)
 		if aok && bok {
-			d.accel.pairs.Add(1)
-			err := r.Splice(a, b)
-			if err == nil {
-				return
-			}
-			if errors.Is(err, sockmap.ErrBroken) {
-				d.log.Warn("dataplane: kernel TCP relay failed", "err", err)
-				return
-			}
-			d.accel.pairs.Add(-1)
-			d.log.Debug("dataplane: kernel TCP relay refused a pair, splicing in user space", "err", err)
+			d.relayUpgrading(r, a, b)
+			return
 		}
 	}
 	pipe(c, uc)
+}
+
+// relayUpgrading relays a and b like pipe, in user space, until a read
+// fills the buffer (a bulk transfer) while both directions are open; then
+// it stops both copies between two writes and hands the pair to the kernel
+// relay. Request/response exchanges stay in user space: each redirect in
+// the kernel goes through a workqueue, which costs them latency.
+func (d *Dataplane) relayUpgrading(r *sockmap.Relay, a, b *net.TCPConn) {
+	var (
+		mu      sync.Mutex
+		upgrade bool // both copies stop at their next read
+		ended   int  // copies that ended (EOF or error)
+	)
+	stopped := make(chan [2]any, 2) // {dst, src} of a copy stopped for the upgrade, or nil
+	cp := func(dst, src *net.TCPConn) {
+		bp := relayBufPool.Get().(*[]byte)
+		defer relayBufPool.Put(bp)
+		buf := *bp
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				mu.Lock()
+				up := upgrade && errors.Is(err, os.ErrDeadlineExceeded)
+				if !up {
+					ended++
+				}
+				mu.Unlock()
+				if up {
+					stopped <- [2]any{dst, src}
+					return
+				}
+				_ = dst.CloseWrite()
+				stopped <- [2]any{}
+				return
+			}
+			if n == len(buf) {
+				mu.Lock()
+				if !upgrade && ended == 0 {
+					upgrade = true
+					past := time.Unix(1, 0)
+					_ = a.SetReadDeadline(past)
+					_ = b.SetReadDeadline(past)
+				}
+				mu.Unlock()
+			}
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	var left [][2]any
+	for range 2 {
+		if s := <-stopped; s[0] != nil {
+			left = append(left, s)
+		}
+	}
+	_ = a.SetReadDeadline(time.Time{})
+	_ = b.SetReadDeadline(time.Time{})
+	if len(left) == 2 { // both stopped between writes, both open
+		d.accel.pairs.Add(1)
+		err := r.Splice(a, b)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, sockmap.ErrBroken) {
+			d.log.Warn("dataplane: kernel TCP relay failed", "err", err)
+			return
+		}
+		d.accel.pairs.Add(-1)
+		d.log.Debug("dataplane: kernel TCP relay refused a pair, splicing in user space", "err", err)
+		pipe(a, b)
+		return
+	}
+	// One direction ended while the other stopped: finish it here.
+	for _, s := range left {
+		dst, src := s[0].(*net.TCPConn), s[1].(*net.TCPConn)
+		relay(dst, src)
+		_ = dst.CloseWrite()
+	}
+	a.Close()
+	b.Close()
 }

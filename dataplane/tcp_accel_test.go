@@ -12,8 +12,9 @@ import (
 )
 
 // tcpModes runs fn with the kernel relay on (skipped where it cannot load)
-// and off.
-func tcpModes(t *testing.T, fn func(t *testing.T, e *env, kernel bool)) {
+// and off; bulk says whether fn moves bulk data, which hands the pair to
+// the kernel relay when it is on.
+func tcpModes(t *testing.T, bulk bool, fn func(t *testing.T, e *env)) {
 	for _, kernel := range []bool{true, false} {
 		name := map[bool]string{true: "kernel", false: "splice"}[kernel]
 		t.Run(name, func(t *testing.T) {
@@ -24,8 +25,8 @@ func tcpModes(t *testing.T, fn func(t *testing.T, e *env, kernel bool)) {
 			if kernel && e.dp.kernelRelay() == nil {
 				t.Skip("kernel TCP relay unavailable (needs root and Linux 6.1+)")
 			}
-			fn(t, e, kernel)
-			if got := e.dp.accel.pairs.Load(); kernel != (got > 0) {
+			fn(t, e)
+			if got := e.dp.accel.pairs.Load(); (kernel && bulk) != (got > 0) {
 				t.Fatalf("%d pairs relayed in the kernel", got)
 			}
 		})
@@ -60,7 +61,7 @@ func hashAll(r io.Reader) (int64, [32]byte, error) {
 // route, each side half-closing when it is done: every byte and both
 // FINs must arrive.
 func TestTCPBulkBothWays(t *testing.T) {
-	tcpModes(t, func(t *testing.T, e *env, _ bool) {
+	tcpModes(t, true, func(t *testing.T, e *env) {
 		const size = 64 << 20
 		want1, _ := randStream(io.Discard, 1, size)
 		want2, _ := randStream(io.Discard, 2, size)
@@ -114,9 +115,9 @@ func TestTCPBulkBothWays(t *testing.T) {
 }
 
 // TestTCPHalfCloseBulkReply: the backend answers 16 MiB only after the
-// client's FIN, then closes.
+// client's FIN, then closes. (A half-closed pair stays in user space.)
 func TestTCPHalfCloseBulkReply(t *testing.T) {
-	tcpModes(t, func(t *testing.T, e *env, _ bool) {
+	tcpModes(t, false, func(t *testing.T, e *env) {
 		const size = 16 << 20
 		want, _ := randStream(io.Discard, 7, size)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,9 +143,6 @@ func TestTCPHalfCloseBulkReply(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		c.Write([]byte("send"))
-		// A FIN before the relay is set up makes it fall back to user
-		// space (TestTCPStreamRouteHalfClose); this one comes after.
-		time.Sleep(100 * time.Millisecond)
 		c.(*net.TCPConn).CloseWrite()
 		n, sum, err := hashAll(c)
 		if err != nil || n != size || sum != want {
@@ -155,7 +153,71 @@ func TestTCPHalfCloseBulkReply(t *testing.T) {
 
 // TestTCPCloseEndsRelayed: Dataplane.Close ends idle proxied connections.
 func TestTCPCloseEndsRelayed(t *testing.T) {
-	tcpModes(t, func(t *testing.T, e *env, _ bool) {
+	tcpModes(t, true, func(t *testing.T, e *env) {
+		echo := tcpEcho(t, "")
+		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
+		c, err := net.Dial("tcp", e.stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		go randStream(c, 3, 1<<20) // bulk: handed to the kernel relay
+		want, _ := randStream(io.Discard, 3, 1<<20)
+		if _, sum, err := hashAll(io.LimitReader(c, 1<<20)); err != nil || sum != want {
+			t.Fatalf("echo: %v", err)
+		}
+		e.dp.Close()
+		if _, err := io.ReadAll(c); errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("connection still open after Close")
+		}
+	})
+}
+
+// TestTCPUpgradeMidStream: small exchanges, then bulk (which hands the
+// pair to the kernel relay when it is on), then small ones again, through
+// an echo backend: every byte comes back in order.
+func TestTCPUpgradeMidStream(t *testing.T) {
+	tcpModes(t, true, func(t *testing.T, e *env) {
+		echo := tcpEcho(t, "")
+		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
+		c, err := net.Dial("tcp", e.stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		roundTrip := func(msg string) {
+			t.Helper()
+			c.Write([]byte(msg))
+			buf := make([]byte, len(msg))
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+				t.Fatalf("echo %q: %q, %v", msg, buf, err)
+			}
+		}
+		for range 3 {
+			roundTrip("hello")
+		}
+		const size = 8 << 20
+		go randStream(c, 4, size)
+		want, _ := randStream(io.Discard, 4, size)
+		if n, sum, err := hashAll(io.LimitReader(c, size)); err != nil || n != size || sum != want {
+			t.Fatalf("bulk echo: %d bytes, %v", n, err)
+		}
+		for range 3 {
+			roundTrip("again")
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(c); err != nil || string(rest) != "bye" {
+			t.Fatalf("after half-close: %q, %v", rest, err)
+		}
+	})
+}
+
+// TestTCPSmallExchangesStayInUserSpace: echo traffic is not handed to the
+// kernel relay.
+func TestTCPSmallExchangesStayInUserSpace(t *testing.T) {
+	tcpModes(t, false, func(t *testing.T, e *env) {
 		echo := tcpEcho(t, "")
 		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
 		c, err := net.Dial("tcp", e.stream)
@@ -164,14 +226,16 @@ func TestTCPCloseEndsRelayed(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		c.Write([]byte("ping"))
-		buf := make([]byte, 4)
-		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
-			t.Fatalf("echo: %q, %v", buf, err)
+		buf := make([]byte, 1000)
+		for range 50 {
+			c.Write(buf)
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Fatal(err)
+			}
 		}
-		e.dp.Close()
-		if _, err := io.ReadAll(c); errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatal("connection still open after Close")
+		c.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(c); err != nil || string(rest) != "bye" {
+			t.Fatalf("after half-close: %q, %v", rest, err)
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 func newRelay(t *testing.T) *Relay {
@@ -418,4 +419,93 @@ func TestFINDuringSetup(t *testing.T) {
 		t.Fatal("the backend socket joined socks despite its FIN")
 	}
 	assertEmpty(t, r)
+}
+
+// TestSlowReaderBounded: a client that reads nothing must not let the
+// backend push more than about Limit bytes into the kernel; once it
+// reads, every byte arrives in order (the direction went on in user
+// space).
+func TestSlowReaderBounded(t *testing.T) {
+	r := newRelay(t)
+	const size = 256 << 20
+	acked := make(chan uint64, 1)
+	backend := listen(t, func(c *net.TCPConn) {
+		defer c.Close()
+		go func() {
+			time.Sleep(time.Second)
+			rc, _ := c.SyscallConn()
+			rc.Control(func(fd uintptr) {
+				ti, _ := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+				acked <- ti.Bytes_acked
+			})
+		}()
+		stream(c, 9, size)
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	addr, errs := proxy(t, r, backend, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := <-acked
+	t.Logf("backend pushed %d MiB while the client read nothing; tails %d", a>>20, r.tails.Load())
+	// Limit, plus what the sockets' buffers hold on both hops.
+	if a > Limit+32<<20 {
+		t.Fatalf("backend pushed %d MiB while the client read nothing", a>>20)
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c.(*net.TCPConn).CloseWrite()
+	n, sum, err := drain(c)
+	if err != nil || n != size || sum != expected(9, size) {
+		t.Fatalf("client got %d bytes (err %v), want %d intact", n, err, size)
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("Splice: %v", err)
+	}
+	if r.tails.Load() == 0 {
+		t.Fatal("no direction was handed to user space")
+	}
+	assertEmpty(t, r)
+}
+
+// TestPartlyReadBeforeSplice: the caller read part of a segment before
+// the splice (as a sniffer or a user-space relay does); the rest of it
+// must not be sent twice.
+func TestPartlyReadBeforeSplice(t *testing.T) {
+	r := newRelay(t)
+	const size = 4 << 20
+	got := make(chan error, 1)
+	backend := listen(t, func(c *net.TCPConn) {
+		defer c.Close()
+		n, sum, err := drain(c)
+		if err == nil && (n != size || sum != expected(6, size)) {
+			err = errors.New("stream damaged")
+		}
+		got <- err
+	})
+	addr, errs := proxy(t, r, backend, func(c, u *net.TCPConn) {
+		time.Sleep(50 * time.Millisecond) // let segments queue
+		buf := make([]byte, 100)
+		n, _ := c.Read(buf)
+		u.Write(buf[:n])
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := stream(c, 6, size); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	if err := <-got; err != nil {
+		t.Fatalf("backend: %v", err)
+	}
+	io.ReadAll(c)
+	if err := <-errs; err != nil {
+		t.Fatalf("Splice: %v", err)
+	}
 }
