@@ -82,10 +82,10 @@ type Options struct {
 	// RefusePassThrough resets (RST) connections that would be passed
 	// through instead of forwarding them (Istio's REGISTRY_ONLY policy).
 	RefusePassThrough bool
-	// TCPAccel relays TCP (stream routes, tcp_proxy, passthrough) in the
-	// kernel where it can (sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 6.1+),
-	// else splices in user space. Experimental: the kernel relay has no
-	// backpressure (see package sockmap), so it is off by default.
+	// TCPAccel hands proxied TCP connections (stream routes, tcp_proxy,
+	// passthrough) that turn bulk to the kernel relay where it loads
+	// (package sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 6.1+), else they stay
+	// spliced in user space. `meshagent run` sets it unless --tcp-accel=off.
 	TCPAccel bool
 }
 

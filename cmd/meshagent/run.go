@@ -62,7 +62,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
-	fs.Func("tcp-accel", "relay TCP in the kernel (sockmap, experimental): auto (when root on Linux 6.1+, else splice) or off (default off)", func(s string) error {
+	fs.Func("tcp-accel", "relay bulk TCP in the kernel (sockmap): auto (when root on Linux 6.1+, else splice) or off (default auto)", func(s string) error {
 		if s != "auto" && s != "off" {
 			return fmt.Errorf("want auto or off, got %q", s)
 		}
@@ -177,7 +177,7 @@ func runRun(ctx context.Context, args []string) error {
 		Source: st, Logger: log.With("component", "dataplane"),
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
 		SniffTimeout: cfg.sniffTimeout, OpaquePorts: cfg.opaquePorts,
-		TCPAccel: cfg.tcpAccel == "auto",
+		TCPAccel: cfg.tcpAccel != "off",
 	}
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst

@@ -15,12 +15,16 @@
 // peer yet; the FIN is passed on (shutdown(SHUT_WR)) only once the peer's
 // send queue holds every byte counted.
 //
-// Limits. The kernel consumes a redirected segment from the receiving
-// socket at once (its window reopens) and queues it for the peer without
-// bound, so a reader slower than its writer makes the kernel buffer the
-// difference (a client that reads nothing lets a backend push everything
-// it has). Each redirect also goes through a workqueue, which costs small
-// request/response exchanges latency. Only established sockets can join:
+// Backpressure. The kernel consumes a redirected segment from the
+// receiving socket at once (its window reopens) and queues it for the peer
+// without bound. So the program hands a direction to user space for good
+// once its peer's reader is Limit bytes behind (see verdict and tail).
+//
+// Each redirect goes through a workqueue, which costs small request/
+// response exchanges latency: callers should hand over bulk transfers only.
+// Segments partly read before the splice would be sent whole again, so
+// Splice first copies what is queued (drainTo). Only established sockets
+// can join:
 // a pair one of whose ends already got a FIN is refused (Splice fails, the
 // caller relays it), and one whose second end gets its FIN during set-up
 // is relayed half in user space (hybrid).
@@ -140,7 +144,7 @@ func New() (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sockmap: %w", err)
 	}
-	if r.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "meshagent_evts", Type: ebpf.RingBuf, MaxEntries: 64 << 10}); err != nil {
+	if r.events, err = ebpf.NewMap(&ebpf.MapSpec{Name: "meshagent_evts", Type: ebpf.RingBuf, MaxEntries: 256 << 10}); err != nil {
 		return nil, fmt.Errorf("sockmap: %w", err)
 	}
 	acked, err := bytesAckedOffset()
