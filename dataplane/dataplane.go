@@ -88,6 +88,11 @@ type Options struct {
 	// epoll event loops and hands everything else to fasthttp; "fasthttp"
 	// serves all of it with fasthttp.
 	HTTP1Engine string
+	// TCPAccel hands proxied TCP connections (stream routes, tcp_proxy,
+	// passthrough) that turn bulk to the kernel relay where it loads
+	// (package sockmap: CAP_BPF/CAP_NET_ADMIN, Linux 6.1+), else they stay
+	// spliced in user space. `meshagent run` sets it unless --tcp-accel=off.
+	TCPAccel bool
 }
 
 // HTTP/1.1 engines (Options.HTTP1Engine).
@@ -156,6 +161,7 @@ type Dataplane struct {
 	conns     map[net.Conn]struct{} // accepted connections, closed by Close
 	tlsm      *mtls.Manager         // mTLS certificates in force
 	h1        *h1loops              // HTTP/1.1 event loops; nil: fasthttp only
+	accel     tcpAccel              // kernel TCP relay (tcp_accel.go)
 }
 
 // New validates opts and returns a Dataplane; Start begins serving.
@@ -388,6 +394,7 @@ func (d *Dataplane) Close() error {
 	}
 	d.conns = nil
 	d.connMu.Unlock()
+	d.closeTCPAccel()
 	if s := d.snap.Load(); s != nil {
 		for _, up := range s.upstreams {
 			up.close() // idle pools and health checkers

@@ -388,7 +388,7 @@ func (d *Dataplane) proxyTCPOrigDst(c net.Conn, up *upstream, dst netip.AddrPort
 			return
 		}
 	}
-	splice(c, uc)
+	d.splice(c, uc)
 }
 
 // dialAddr dials addr within the connect timeout, through dial when set

@@ -61,7 +61,7 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 			return
 		}
 	}
-	splice(c, uc)
+	d.splice(c, uc)
 }
 
 // passthrough connects c to its original destination, or resets it when
@@ -87,7 +87,7 @@ func (d *Dataplane) passthrough(c net.Conn, dst netip.AddrPort) {
 		c.Close()
 		return
 	}
-	splice(c, uc)
+	d.splice(c, uc)
 }
 
 // resetConn closes c with an RST (SO_LINGER 0) so the client fails at
@@ -100,23 +100,6 @@ func resetConn(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
-}
-
-// splice writes the bytes a peekConn buffered, then pipes the raw
-// connections so the kernel can splice.
-func splice(c net.Conn, uc net.Conn) {
-	if pc, ok := c.(*peekConn); ok {
-		if len(pc.buf) > 0 {
-			if _, err := uc.Write(pc.buf); err != nil {
-				c.Close()
-				uc.Close()
-				return
-			}
-			pc.buf = nil
-		}
-		c = pc.Conn
-	}
-	pipe(c, uc)
 }
 
 // listenTCP binds addr, with IP_TRANSPARENT when transparent (TPROXY).

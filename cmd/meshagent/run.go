@@ -37,6 +37,7 @@ type runConfig struct {
 	http1Engine  string
 	opaquePorts  []int
 	originalDst  bool
+	tcpAccel     string
 	xds          xdsConfig     // --- xDS (run_xds.go) ---
 	plugins      pluginFlags   // --- extension plugins (plugins.go) ---
 	capture      captureConfig // --- capture (run_capture.go) ---
@@ -63,6 +64,13 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
+	fs.Func("tcp-accel", "relay bulk TCP in the kernel (sockmap): auto (when root on Linux 6.1+, else splice) or off (default auto)", func(s string) error {
+		if s != "auto" && s != "off" {
+			return fmt.Errorf("want auto or off, got %q", s)
+		}
+		c.tcpAccel = s
+		return nil
+	})
 	c.xds.flags(fs)     // --- xDS (run_xds.go) ---
 	c.plugins.flags(fs) // --- extension plugins (plugins.go) ---
 	c.capture.flags(fs) // --- capture (run_capture.go) ---
@@ -172,6 +180,7 @@ func runRun(ctx context.Context, args []string) error {
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
 		SniffTimeout: cfg.sniffTimeout, OpaquePorts: cfg.opaquePorts,
 		HTTP1Engine: cfg.http1Engine,
+		TCPAccel:    cfg.tcpAccel != "off",
 	}
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst
