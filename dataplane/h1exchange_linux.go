@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshagent/meshagent/plugins"
+
 	"github.com/meshagent/meshagent/dataplane/router"
 	"golang.org/x/sys/unix"
 )
@@ -150,7 +152,15 @@ func (l *h1loop) startRequest(c *evConn) {
 			}
 		}
 	}
-	if x.slow || rt != nil && !rt.chain.Empty() {
+	if rt != nil && !x.slow && !rt.chain.Empty() {
+		if !loopChain(rt.chain) {
+			x.slow = true
+		} else {
+			x.rt = rt // plugins read route_id
+			d.runPhase(rt.chain, plugins.PhaseAccess, (*evCtx)(x))
+		}
+	}
+	if x.slow {
 		c.x = nil
 		l.putExchange(x)
 		l.fallback(c)
@@ -159,6 +169,9 @@ func (l *h1loop) startRequest(c *evConn) {
 	up := (*upstream)(nil)
 	if rt != nil {
 		up = rt.up
+		if x.over != nil {
+			up = x.over // traffic-split
+		}
 		if up != nil && !up.fastH1() {
 			c.x = nil
 			l.putExchange(x)

@@ -606,6 +606,8 @@ type exchange struct {
 	obuf     []byte
 	local    bool // a local answer (404, 5xx), no upstream
 	slow     bool // a vars lookup needs the fasthttp engine
+	over     *upstream // chosen by a plugin (traffic-split); nil: the route's
+	answered bool      // a plugin called Respond (evCtx)
 	scratch  []byte
 }
 

@@ -27,8 +27,21 @@ func init() {
 	}})
 }
 
+// traffic-split runs in both HTTP/1.1 engines: the event loops run it
+// themselves (h1ctx_linux.go), with no hand-off to fasthttp.
 func TestTrafficSplit(t *testing.T) {
-	e := newEnv(t, nil)
+	for _, engine := range []string{EngineEvloop, EngineFasthttp} {
+		t.Run(engine, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) { o.HTTP1Engine = engine })
+			testTrafficSplit(t, e)
+			if n := e.dp.stats.H1Fallbacks.Load(); n != 0 && engine == EngineEvloop {
+				t.Fatalf("%d connections handed to fasthttp", n)
+			}
+		})
+	}
+}
+
+func testTrafficSplit(t *testing.T, e *env) {
 	a, b, c := backend(t, "a"), backend(t, "b"), backend(t, "c")
 	e.put("/apisix/upstreams/ub", `{"nodes":`+nodesJSON(b)+`}`)
 	e.put("/apisix/routes/r", `{"uri":"/ts","upstream":{"nodes":`+nodesJSON(a)+`},"plugins":{"traffic-split":{"rules":[

@@ -64,6 +64,7 @@ type Chain struct {
 	// chains (see WithConsumer); byConsumer caches those.
 	global, route []Entry
 	byConsumer    sync.Map // *Consumer -> *Chain
+	names         []string
 }
 
 // NewChain orders filters per phase: all of global first, then route,
@@ -80,6 +81,7 @@ func NewChain(global, route []Entry) *Chain {
 		})
 		c.entries = append(c.entries, s...)
 		for _, e := range s {
+			c.names = append(c.names, e.Name)
 			for p := Phase(0); p < numPhases; p++ {
 				if implements(e.Filter, p) {
 					c.phases[p] = append(c.phases[p], step{e.Name, e.Filter})
@@ -112,6 +114,15 @@ func implements(f any, p Phase) bool {
 // Has reports whether any filter runs in phase p (so callers can skip
 // work such as buffering a body).
 func (c *Chain) Has(p Phase) bool { return c != nil && len(c.phases[p]) > 0 }
+
+// Names returns the names of the chain's filters, in order (global rules
+// first); the slice is shared and must not be changed.
+func (c *Chain) Names() []string {
+	if c == nil {
+		return nil
+	}
+	return c.names
+}
 
 // Empty reports whether no filter runs in any phase: the request path may
 // then skip the plugin machinery altogether.
