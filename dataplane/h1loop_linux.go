@@ -604,8 +604,8 @@ type exchange struct {
 	out      []byte // pending to the client: head ...
 	out2     []byte // ... then body bytes (in the upstream's buffer)
 	obuf     []byte
-	local    bool // a local answer (404, 5xx), no upstream
-	slow     bool // a vars lookup needs the fasthttp engine
+	local    bool      // a local answer (404, 5xx), no upstream
+	slow     bool      // a vars lookup needs the fasthttp engine
 	over     *upstream // chosen by a plugin (traffic-split); nil: the route's
 	answered bool      // a plugin called Respond (evCtx)
 	scratch  []byte
