@@ -205,15 +205,9 @@ func (h *reqHead) addHeader(line []byte) bool {
 		}
 		h.host = value
 	case equalFoldASCII(name, "Content-Length"):
-		if h.contentLength >= 0 || len(value) == 0 || len(value) > 18 {
+		n, ok := parseLength(value)
+		if h.contentLength >= 0 || !ok {
 			return false
-		}
-		var n int64
-		for _, c := range value {
-			if c < '0' || c > '9' {
-				return false
-			}
-			n = n*10 + int64(c-'0')
 		}
 		h.contentLength = n
 	case equalFoldASCII(name, "Connection"):
@@ -267,29 +261,18 @@ func (h *reqHead) header(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// isReqHop reports whether a request header is not forwarded as is.
+// isReqHop reports whether a request header is not forwarded as is: the
+// hop-by-hop ones, and those buildRequest writes itself.
 func isReqHop(name []byte) bool {
 	switch len(name) {
-	case 2:
-		return equalFoldASCII(name, "Te")
 	case 4:
 		return equalFoldASCII(name, "Host")
-	case 7:
-		return equalFoldASCII(name, "Trailer") || equalFoldASCII(name, "Upgrade")
 	case 9:
 		return equalFoldASCII(name, "X-Real-IP")
-	case 10:
-		return equalFoldASCII(name, "Connection") || equalFoldASCII(name, "Keep-Alive")
 	case 15:
 		return equalFoldASCII(name, "X-Forwarded-For")
-	case 16:
-		return equalFoldASCII(name, "Proxy-Connection")
-	case 18:
-		return equalFoldASCII(name, "Proxy-Authenticate")
-	case 19:
-		return equalFoldASCII(name, "Proxy-Authorization")
 	}
-	return false
+	return isHopHeader(name)
 }
 
 // respHead is what the proxy needs from an upstream response head.
@@ -372,7 +355,7 @@ func parseRespHead(dst, b []byte, h *respHead, head bool) (out []byte, ok bool, 
 		case equalFoldASCII(name, "Date"):
 			h.hasDate = true
 		}
-		if isRespHop(name) {
+		if isHopHeader(name) {
 			continue
 		}
 		dst = append(dst, line...)
@@ -421,23 +404,6 @@ func parseLength(b []byte) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
-}
-
-// isRespHop reports whether a response header is hop-by-hop.
-func isRespHop(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return equalFoldASCII(name, "Te")
-	case 7:
-		return equalFoldASCII(name, "Trailer") || equalFoldASCII(name, "Upgrade")
-	case 10:
-		return equalFoldASCII(name, "Keep-Alive")
-	case 16:
-		return equalFoldASCII(name, "Proxy-Connection")
-	case 18:
-		return equalFoldASCII(name, "Proxy-Authenticate")
-	}
-	return false
 }
 
 // chunkState follows a chunked body being relayed, to find its end.
