@@ -2,10 +2,14 @@
 // store's APISIX objects into an immutable snapshot (route tables, upstream
 // runtimes with connection pools, plugin chains with global rules, service
 // and plugin_config merged as APISIX merges them), publishes it with an
-// atomic pointer swap, and serves traffic from it: HTTP/1.1 (fasthttp),
-// HTTP/2 and gRPC (x/net/http2), WebSocket, and TCP (stream routes),
-// sniffed on one port, on the static --http-listen/--stream-listen
-// listeners and on listeners from /meshagent/listeners/.
+// atomic pointer swap, and serves traffic from it: HTTP/1.1 (epoll event
+// loops for routes without plugins, h1loop_linux.go; fasthttp for the
+// rest), HTTP/2 and gRPC (a frame-level server and upstream client of its
+// own over x/net/http2's framer and hpack, h2server.go and h2client.go),
+// WebSocket, and TCP (stream routes: spliced, or relayed in the kernel
+// with a BPF sockmap, tcp_accel.go), sniffed on one port, on the static
+// --http-listen/--stream-listen listeners and on listeners from
+// /meshagent/listeners/.
 //
 // It owns listeners, protocol detection, proxying, retries, timeouts and
 // the snapshot lifecycle. It does not own route matching semantics
