@@ -200,8 +200,8 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 		done:       make(chan struct{}),
 	}
 	cc.fr = http2.NewFramer(cc.bw, cc.br)
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	cc.fields = newH2FieldReader(cc.fr, h2MaxHeaderList)
 	cc.fr.SetReuseFrames()
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.cond = sync.NewCond(&cc.mu)
@@ -246,7 +246,9 @@ type h2Conn struct {
 	pool *h2Pool
 	nc   net.Conn
 	br   *bufio.Reader
-	fr   *http2.Framer // reads: readLoop only; writes: under wmu
+	fr   *http2.Framer // reads: readLoop only (through fields); writes: under wmu
+
+	fields *h2FieldReader // readLoop only
 
 	wmu    sync.Mutex
 	bw     *bufio.Writer
@@ -394,7 +396,7 @@ func (cc *h2Conn) readLoop() {
 
 func (cc *h2Conn) readFrames() error {
 	for {
-		f, err := cc.fr.ReadFrame()
+		f, err := cc.fields.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) { // malformed frame on one stream
@@ -408,7 +410,7 @@ func (cc *h2Conn) readFrames() error {
 		}
 		cc.frames.Add(1)
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
+		case *h2Fields:
 			if s := cc.stream(f.StreamID); s != nil {
 				s.onHeaders(f)
 			}
@@ -623,7 +625,7 @@ type h2Stream struct {
 }
 
 // onHeaders handles the response headers or trailers.
-func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
+func (s *h2Stream) onHeaders(f *h2Fields) {
 	cc := s.cc
 	if !s.gotHeaders { // only the reader goroutine writes it
 		status := 0

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ type h2srvConn struct {
 	nc      net.Conn
 	br      *bufio.Reader
 	fr      *http2.Framer
+	fields  *h2FieldReader // serve only
 	baseCtx context.Context
 	remote  string
 	tls     *tls.ConnectionState
@@ -95,8 +97,8 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 	sc.cond.L = &sc.mu
 	sc.br = bufio.NewReaderSize(c, 4<<10)
 	sc.fr = http2.NewFramer(sc.bw, sc.br)
-	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
+	sc.fields = newH2FieldReader(sc.fr, h2SrvMaxHeader)
 	sc.fr.SetReuseFrames()
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
 	if base == nil {
@@ -133,7 +135,7 @@ func (sc *h2srvConn) serve() error {
 	sc.wmu.Unlock()
 	sc.flush()
 	for {
-		f, err := sc.fr.ReadFrame()
+		f, err := sc.fields.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -215,9 +217,9 @@ func (sc *h2srvConn) flushLoop() {
 	}
 }
 
-func (sc *h2srvConn) processFrame(f http2.Frame) error {
+func (sc *h2srvConn) processFrame(f any) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *h2Fields:
 		return sc.onHeaders(f)
 	case *http2.DataFrame:
 		return sc.onData(f)
@@ -316,7 +318,7 @@ func (sc *h2srvConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 // onHeaders opens a stream, or ends one with trailers.
-func (sc *h2srvConn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (sc *h2srvConn) onHeaders(f *h2Fields) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -359,7 +361,7 @@ func (sc *h2srvConn) onHeaders(f *http2.MetaHeadersFrame) error {
 
 // newRequest builds the request of stream s; a status other than 0 is
 // answered without the handler (a malformed request).
-func (sc *h2srvConn) newRequest(s *h2srvStream, f *http2.MetaHeadersFrame) (*http.Request, int, error) {
+func (sc *h2srvConn) newRequest(s *h2srvStream, f *h2Fields) (*http.Request, int, error) {
 	var method, scheme, authority, path string
 	for _, hf := range f.Fields {
 		if !hf.IsPseudo() {
@@ -494,7 +496,7 @@ func validH2RequestHeader(h http.Header) error {
 	return nil
 }
 
-func (sc *h2srvConn) onTrailers(s *h2srvStream, f *http2.MetaHeadersFrame) error {
+func (sc *h2srvConn) onTrailers(s *h2srvStream, f *h2Fields) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if s.remoteEnd || s.gotTrailers {
@@ -514,7 +516,7 @@ func (sc *h2srvConn) onTrailers(s *h2srvStream, f *http2.MetaHeadersFrame) error
 		}
 	}
 	if s.req.Trailer != nil {
-		s.reqTrailer = f.RegularFields() // into req.Trailer by the body's reader, at EOF
+		s.reqTrailer = slices.Clone(f.RegularFields()) // f is reused; into req.Trailer by the body's reader, at EOF
 	}
 	s.endRemoteLocked()
 	return nil
