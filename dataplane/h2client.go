@@ -1161,17 +1161,18 @@ func canonicalH2Key(k string) string {
 	return http.CanonicalHeaderKey(k)
 }
 
-var h2LowerKeys, h2CanonKeys = func() (map[string]string, map[string]string) {
+var h2LowerKeys, h2CanonKeys, h2InternKeys = func() (map[string]string, map[string]string, map[string]string) {
 	names := []string{
 		"Accept", "Accept-Encoding", "Authorization", "Content-Encoding", "Content-Length", "Content-Type",
 		"Date", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Message", "Grpc-Status", "Grpc-Status-Details-Bin",
 		"Grpc-Timeout", "Server", "Te", "Trailer", "User-Agent", "Via", "X-Forwarded-For", "X-Forwarded-Host",
 		"X-Forwarded-Port", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		"Cache-Control", "Etag", "Expires", "Last-Modified", "Location", "Set-Cookie", "Vary",
 	}
-	lower, canon := make(map[string]string), make(map[string]string)
+	lower, canon, intern := make(map[string]string), make(map[string]string), make(map[string]string)
 	for _, n := range names {
 		l := strings.ToLower(n)
-		lower[n], canon[l] = l, n
+		lower[n], canon[l], intern[n] = l, n, n
 	}
-	return lower, canon
+	return lower, canon, intern
 }()

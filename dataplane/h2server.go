@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"slices"
@@ -56,6 +57,11 @@ type h2srvConn struct {
 	baseCtx context.Context
 	remote  string
 	tls     *tls.ConnectionState
+	// remoteIP and remoteStr are remote parsed, localPort the local
+	// port: once per connection, for h2Ctx and X-Forwarded-*.
+	remoteIP  netip.Addr
+	remoteStr string
+	localPort string
 
 	wmu     sync.Mutex
 	bw      *h2WriteBuf
@@ -105,6 +111,13 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 		base = context.Background()
 	}
 	sc.baseCtx = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
+	if ap, err := netip.ParseAddrPort(sc.remote); err == nil {
+		sc.remoteIP = ap.Addr().Unmap()
+		sc.remoteStr = sc.remoteIP.String()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		sc.localPort = strconv.Itoa(a.Port)
+	}
 	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
 		sc.tls = &st
