@@ -188,8 +188,6 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 	cc := &h2Conn{
 		pool:       p,
 		nc:         nc,
-		bw:         bufio.NewWriterSize(nc, 32<<10),
-		br:         bufio.NewReaderSize(nc, 32<<10),
 		nextID:     1,
 		streams:    make(map[uint32]*h2Stream),
 		maxStreams: 100, // until the server's SETTINGS say otherwise
@@ -199,6 +197,12 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 		flushCh:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	var rd io.Reader = nc
+	var wr io.Writer = nc
+	if rio := newH2RawIO(nc); rio != nil { // h2raw_linux.go
+		rd, wr = rio, rio.writer()
+	}
+	cc.bw, cc.br = bufio.NewWriterSize(wr, 32<<10), bufio.NewReaderSize(rd, 32<<10)
 	cc.fr = http2.NewFramer(cc.bw, cc.br)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fields = newH2FieldReader(cc.fr, h2MaxHeaderList)

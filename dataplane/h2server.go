@@ -90,7 +90,7 @@ type h2srvConn struct {
 func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 	sc := &h2srvConn{
 		d: d, handler: h, nc: c,
-		bw:       &h2WriteBuf{nc: c},
+		bw:       &h2WriteBuf{w: c},
 		flushCh:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*h2srvStream),
@@ -101,7 +101,11 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 		remote:   c.RemoteAddr().String(),
 	}
 	sc.cond.L = &sc.mu
-	sc.br = bufio.NewReaderSize(c, 4<<10)
+	var rd io.Reader = c
+	if rio := newH2RawIO(c); rio != nil { // h2raw_linux.go
+		rd, sc.bw.w = rio, rio.writer()
+	}
+	sc.br = bufio.NewReaderSize(rd, 4<<10)
 	sc.fr = http2.NewFramer(sc.bw, sc.br)
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
 	sc.fields = newH2FieldReader(sc.fr, h2SrvMaxHeader)
@@ -1154,7 +1158,7 @@ func h2StatusCode(code int) string {
 // buffer comes from a pool and goes back once written, so an idle
 // connection holds none; a writer past h2WriteBufMax writes it out.
 type h2WriteBuf struct {
-	nc  net.Conn
+	w   io.Writer // the connection
 	b   *[]byte
 	err error
 }
@@ -1187,7 +1191,7 @@ func (w *h2WriteBuf) flush() error {
 	}
 	b := w.b
 	w.b = nil
-	_, w.err = w.nc.Write(*b)
+	_, w.err = w.w.Write(*b)
 	if cap(*b) <= 4*h2WriteBufMax {
 		*b = (*b)[:0]
 		h2WriteBufPool.Put(b)
