@@ -913,6 +913,8 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 	return resp, nil, nil
 }
 
+var teTrailers = []string{"trailers"}
+
 // writeHeaders writes the request HEADERS (and CONTINUATION) frames of
 // stream id; wmu is held.
 func (cc *h2Conn) writeHeaders(id uint32, req *http.Request, end bool) error {
@@ -934,7 +936,7 @@ func (cc *h2Conn) writeHeaders(id uint32, req *http.Request, end bool) error {
 		case "Connection", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Keep-Alive", "Host":
 			continue
 		case "Te":
-			vv = []string{"trailers"}
+			vv = teTrailers
 		}
 		name := lowerH2Key(k)
 		for _, v := range vv {

@@ -722,6 +722,7 @@ type h2srvStream struct {
 	sentHeader  bool
 	out         []byte // response body not sent yet
 	isHead      bool
+	trBuf       [2]h2Trailer
 }
 
 // abort fails the stream (reset by the client, connection gone).
@@ -967,26 +968,34 @@ func (s *h2srvStream) finish() {
 	s.sc.flush()
 }
 
+// h2Trailer is a response trailer field and its values.
+type h2Trailer struct {
+	k  string
+	vv []string
+}
+
 // trailers returns the trailers the handler set: declared ones, and keys
-// with http.TrailerPrefix.
-func (s *h2srvStream) trailers() http.Header {
-	var t http.Header
+// with http.TrailerPrefix (those first); in s.trBuf while few.
+func (s *h2srvStream) trailers() []h2Trailer {
+	t := s.trBuf[:0]
+	add := func(k string, vv []string) {
+		for _, e := range t {
+			if e.k == k {
+				return
+			}
+		}
+		t = append(t, h2Trailer{k, vv})
+	}
 	for k, vv := range s.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) && len(vv) > 0 {
-			if t == nil {
-				t = make(http.Header)
-			}
-			t[http.CanonicalHeaderKey(k[len(http.TrailerPrefix):])] = vv
+			add(http.CanonicalHeaderKey(k[len(http.TrailerPrefix):]), vv)
 		}
 	}
 	for _, v := range s.hdr["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if vv := s.hdr[k]; len(vv) > 0 && t[k] == nil {
-				if t == nil {
-					t = make(http.Header)
-				}
-				t[k] = vv
+			if vv := s.hdr[k]; len(vv) > 0 {
+				add(k, vv)
 			}
 		}
 	}
@@ -995,7 +1004,7 @@ func (s *h2srvStream) trailers() http.Header {
 
 // writeHeaderFrame writes a response header block: status (0 for
 // trailers) and h, or trailers; end sets END_STREAM.
-func (s *h2srvStream) writeHeaderFrame(status int, h, trailers http.Header, end bool) error {
+func (s *h2srvStream) writeHeaderFrame(status int, h http.Header, trailers []h2Trailer, end bool) error {
 	sc := s.sc
 	sc.wmu.Lock()
 	sc.mu.Lock()
@@ -1024,12 +1033,12 @@ func (s *h2srvStream) writeHeaderFrame(status int, h, trailers http.Header, end 
 			_ = e.WriteField(hpack.HeaderField{Name: "date", Value: h2Date()})
 		}
 	} else {
-		for k, vv := range trailers {
-			if !h2ResponseField(k) {
+		for _, t := range trailers {
+			if !h2ResponseField(t.k) {
 				continue
 			}
-			name := lowerH2Key(k)
-			for _, v := range vv {
+			name := lowerH2Key(t.k)
+			for _, v := range t.vv {
 				if httpguts.ValidHeaderFieldValue(v) {
 					_ = e.WriteField(hpack.HeaderField{Name: name, Value: v})
 				}
