@@ -104,7 +104,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		return
 	}
 	ctx := r.Context()
-	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
+	if gt := headerValue(r.Header, "Grpc-Timeout"); gt != "" {
 		if to, ok := parseGRPCTimeout(gt); ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, to)
@@ -119,7 +119,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		if k == "Te" && isGRPC {
 			continue
 		}
-		out.Header.Del(k)
+		delete(out.Header, k) // canonical already: no Del's canonicalization
 	}
 	setForwarded(out.Header, c, r)
 	var body *onceBody
@@ -221,7 +221,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		wh[k] = vv
 	}
 	for _, k := range hopHeaders {
-		wh.Del(k)
+		delete(wh, k)
 	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
@@ -303,8 +303,16 @@ func trailerKey(k string) string {
 	return http.TrailerPrefix + k
 }
 
+// headerValue is h.Get(k) for a canonical k, without canonicalizing.
+func headerValue(h http.Header, k string) string {
+	if vv := h[k]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
+}
+
 func isGRPCRequest(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+	ct := headerValue(r.Header, "Content-Type")
 	return len(ct) >= 16 && ct[:16] == "application/grpc"
 }
 

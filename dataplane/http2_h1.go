@@ -129,7 +129,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	}
 	req.URI().SetScheme(scheme)
 	req.UseHostHeader = true
-	stream := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	stream := strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
 	idem := idempotent(req)
 	var start time.Time
 	if up.retryTO > 0 {
