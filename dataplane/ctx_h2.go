@@ -42,7 +42,9 @@ func newH2Ctx(w http.ResponseWriter, r *http.Request, tls bool) *h2Ctx {
 	} else {
 		c.host = string(h)
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+	if s, ok := w.(*h2srvStream); ok && r.RemoteAddr == s.sc.remote {
+		c.remoteIP, c.remote = s.sc.remoteIP, s.sc.remoteStr // parsed once per connection
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
 		c.remote = c.remoteIP.String()
 	}

@@ -8,7 +8,8 @@ import "sync"
 type h2DataBuf struct {
 	chunks []*[]byte // the first one is read from off
 	off    int
-	n      int // bytes queued
+	n      int        // bytes queued
+	small  [2]*[]byte // chunks' array while short: no allocation
 }
 
 const h2ChunkSize = 16 << 10 // a DATA frame of the default maximum size
@@ -28,6 +29,9 @@ func (b *h2DataBuf) Write(p []byte) {
 		}
 		if last == nil || len(*last) == cap(*last) {
 			last = h2ChunkPool.Get().(*[]byte)
+			if b.chunks == nil {
+				b.chunks = b.small[:0]
+			}
 			b.chunks = append(b.chunks, last)
 		}
 		room := cap(*last) - len(*last)
@@ -61,7 +65,7 @@ func (b *h2DataBuf) pop() {
 	b.chunks = b.chunks[1:]
 	b.off = 0
 	if len(b.chunks) == 0 {
-		b.chunks = b.chunks[:0:0] // release the array of a long queue
+		b.chunks = b.small[:0] // release the array of a long queue
 	}
 }
 

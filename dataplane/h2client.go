@@ -188,8 +188,6 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 	cc := &h2Conn{
 		pool:       p,
 		nc:         nc,
-		bw:         bufio.NewWriterSize(nc, 32<<10),
-		br:         bufio.NewReaderSize(nc, 32<<10),
 		nextID:     1,
 		streams:    make(map[uint32]*h2Stream),
 		maxStreams: 100, // until the server's SETTINGS say otherwise
@@ -199,9 +197,15 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 		flushCh:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	var rd io.Reader = nc
+	var wr io.Writer = nc
+	if rio := newH2RawIO(nc); rio != nil { // h2raw_linux.go
+		rd, wr = rio, rio.writer()
+	}
+	cc.bw, cc.br = bufio.NewWriterSize(wr, 32<<10), bufio.NewReaderSize(rd, 32<<10)
 	cc.fr = http2.NewFramer(cc.bw, cc.br)
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	cc.fields = newH2FieldReader(cc.fr, h2MaxHeaderList)
 	cc.fr.SetReuseFrames()
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.cond = sync.NewCond(&cc.mu)
@@ -246,7 +250,9 @@ type h2Conn struct {
 	pool *h2Pool
 	nc   net.Conn
 	br   *bufio.Reader
-	fr   *http2.Framer // reads: readLoop only; writes: under wmu
+	fr   *http2.Framer // reads: readLoop only (through fields); writes: under wmu
+
+	fields *h2FieldReader // readLoop only
 
 	wmu    sync.Mutex
 	bw     *bufio.Writer
@@ -394,7 +400,7 @@ func (cc *h2Conn) readLoop() {
 
 func (cc *h2Conn) readFrames() error {
 	for {
-		f, err := cc.fr.ReadFrame()
+		f, err := cc.fields.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) { // malformed frame on one stream
@@ -408,7 +414,7 @@ func (cc *h2Conn) readFrames() error {
 		}
 		cc.frames.Add(1)
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
+		case *h2Fields:
 			if s := cc.stream(f.StreamID); s != nil {
 				s.onHeaders(f)
 			}
@@ -623,7 +629,7 @@ type h2Stream struct {
 }
 
 // onHeaders handles the response headers or trailers.
-func (s *h2Stream) onHeaders(f *http2.MetaHeadersFrame) {
+func (s *h2Stream) onHeaders(f *h2Fields) {
 	cc := s.cc
 	if !s.gotHeaders { // only the reader goroutine writes it
 		status := 0
@@ -907,6 +913,8 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 	return resp, nil, nil
 }
 
+var teTrailers = []string{"trailers"}
+
 // writeHeaders writes the request HEADERS (and CONTINUATION) frames of
 // stream id; wmu is held.
 func (cc *h2Conn) writeHeaders(id uint32, req *http.Request, end bool) error {
@@ -928,7 +936,7 @@ func (cc *h2Conn) writeHeaders(id uint32, req *http.Request, end bool) error {
 		case "Connection", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Keep-Alive", "Host":
 			continue
 		case "Te":
-			vv = []string{"trailers"}
+			vv = teTrailers
 		}
 		name := lowerH2Key(k)
 		for _, v := range vv {
@@ -1159,17 +1167,18 @@ func canonicalH2Key(k string) string {
 	return http.CanonicalHeaderKey(k)
 }
 
-var h2LowerKeys, h2CanonKeys = func() (map[string]string, map[string]string) {
+var h2LowerKeys, h2CanonKeys, h2InternKeys = func() (map[string]string, map[string]string, map[string]string) {
 	names := []string{
 		"Accept", "Accept-Encoding", "Authorization", "Content-Encoding", "Content-Length", "Content-Type",
 		"Date", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Message", "Grpc-Status", "Grpc-Status-Details-Bin",
 		"Grpc-Timeout", "Server", "Te", "Trailer", "User-Agent", "Via", "X-Forwarded-For", "X-Forwarded-Host",
 		"X-Forwarded-Port", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+		"Cache-Control", "Etag", "Expires", "Last-Modified", "Location", "Set-Cookie", "Vary",
 	}
-	lower, canon := make(map[string]string), make(map[string]string)
+	lower, canon, intern := make(map[string]string), make(map[string]string), make(map[string]string)
 	for _, n := range names {
 		l := strings.ToLower(n)
-		lower[n], canon[l] = l, n
+		lower[n], canon[l], intern[n] = l, n, n
 	}
-	return lower, canon
+	return lower, canon, intern
 }()

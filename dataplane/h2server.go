@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,9 +53,15 @@ type h2srvConn struct {
 	nc      net.Conn
 	br      *bufio.Reader
 	fr      *http2.Framer
+	fields  *h2FieldReader // serve only
 	baseCtx context.Context
 	remote  string
 	tls     *tls.ConnectionState
+	// remoteIP and remoteStr are remote parsed, localPort the local
+	// port: once per connection, for h2Ctx and X-Forwarded-*.
+	remoteIP  netip.Addr
+	remoteStr string
+	localPort string
 
 	wmu     sync.Mutex
 	bw      *h2WriteBuf
@@ -82,7 +90,7 @@ type h2srvConn struct {
 func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 	sc := &h2srvConn{
 		d: d, handler: h, nc: c,
-		bw:       &h2WriteBuf{nc: c},
+		bw:       &h2WriteBuf{w: c},
 		flushCh:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		streams:  make(map[uint32]*h2srvStream),
@@ -93,16 +101,27 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 		remote:   c.RemoteAddr().String(),
 	}
 	sc.cond.L = &sc.mu
-	sc.br = bufio.NewReaderSize(c, 4<<10)
+	var rd io.Reader = c
+	if rio := newH2RawIO(c); rio != nil { // h2raw_linux.go
+		rd, sc.bw.w = rio, rio.writer()
+	}
+	sc.br = bufio.NewReaderSize(rd, 4<<10)
 	sc.fr = http2.NewFramer(sc.bw, sc.br)
-	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
+	sc.fields = newH2FieldReader(sc.fr, h2SrvMaxHeader)
 	sc.fr.SetReuseFrames()
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
 	if base == nil {
 		base = context.Background()
 	}
 	sc.baseCtx = context.WithValue(base, http.LocalAddrContextKey, c.LocalAddr())
+	if ap, err := netip.ParseAddrPort(sc.remote); err == nil {
+		sc.remoteIP = ap.Addr().Unmap()
+		sc.remoteStr = sc.remoteIP.String()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		sc.localPort = strconv.Itoa(a.Port)
+	}
 	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := cs.ConnectionState()
 		sc.tls = &st
@@ -133,7 +152,7 @@ func (sc *h2srvConn) serve() error {
 	sc.wmu.Unlock()
 	sc.flush()
 	for {
-		f, err := sc.fr.ReadFrame()
+		f, err := sc.fields.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -215,9 +234,9 @@ func (sc *h2srvConn) flushLoop() {
 	}
 }
 
-func (sc *h2srvConn) processFrame(f http2.Frame) error {
+func (sc *h2srvConn) processFrame(f any) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *h2Fields:
 		return sc.onHeaders(f)
 	case *http2.DataFrame:
 		return sc.onData(f)
@@ -316,7 +335,7 @@ func (sc *h2srvConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 // onHeaders opens a stream, or ends one with trailers.
-func (sc *h2srvConn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (sc *h2srvConn) onHeaders(f *h2Fields) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -359,7 +378,7 @@ func (sc *h2srvConn) onHeaders(f *http2.MetaHeadersFrame) error {
 
 // newRequest builds the request of stream s; a status other than 0 is
 // answered without the handler (a malformed request).
-func (sc *h2srvConn) newRequest(s *h2srvStream, f *http2.MetaHeadersFrame) (*http.Request, int, error) {
+func (sc *h2srvConn) newRequest(s *h2srvStream, f *h2Fields) (*http.Request, int, error) {
 	var method, scheme, authority, path string
 	for _, hf := range f.Fields {
 		if !hf.IsPseudo() {
@@ -494,7 +513,7 @@ func validH2RequestHeader(h http.Header) error {
 	return nil
 }
 
-func (sc *h2srvConn) onTrailers(s *h2srvStream, f *http2.MetaHeadersFrame) error {
+func (sc *h2srvConn) onTrailers(s *h2srvStream, f *h2Fields) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if s.remoteEnd || s.gotTrailers {
@@ -514,7 +533,7 @@ func (sc *h2srvConn) onTrailers(s *h2srvStream, f *http2.MetaHeadersFrame) error
 		}
 	}
 	if s.req.Trailer != nil {
-		s.reqTrailer = f.RegularFields() // into req.Trailer by the body's reader, at EOF
+		s.reqTrailer = slices.Clone(f.RegularFields()) // f is reused; into req.Trailer by the body's reader, at EOF
 	}
 	s.endRemoteLocked()
 	return nil
@@ -703,6 +722,7 @@ type h2srvStream struct {
 	sentHeader  bool
 	out         []byte // response body not sent yet
 	isHead      bool
+	trBuf       [2]h2Trailer
 }
 
 // abort fails the stream (reset by the client, connection gone).
@@ -948,26 +968,34 @@ func (s *h2srvStream) finish() {
 	s.sc.flush()
 }
 
+// h2Trailer is a response trailer field and its values.
+type h2Trailer struct {
+	k  string
+	vv []string
+}
+
 // trailers returns the trailers the handler set: declared ones, and keys
-// with http.TrailerPrefix.
-func (s *h2srvStream) trailers() http.Header {
-	var t http.Header
+// with http.TrailerPrefix (those first); in s.trBuf while few.
+func (s *h2srvStream) trailers() []h2Trailer {
+	t := s.trBuf[:0]
+	add := func(k string, vv []string) {
+		for _, e := range t {
+			if e.k == k {
+				return
+			}
+		}
+		t = append(t, h2Trailer{k, vv})
+	}
 	for k, vv := range s.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) && len(vv) > 0 {
-			if t == nil {
-				t = make(http.Header)
-			}
-			t[http.CanonicalHeaderKey(k[len(http.TrailerPrefix):])] = vv
+			add(http.CanonicalHeaderKey(k[len(http.TrailerPrefix):]), vv)
 		}
 	}
 	for _, v := range s.hdr["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
-			if vv := s.hdr[k]; len(vv) > 0 && t[k] == nil {
-				if t == nil {
-					t = make(http.Header)
-				}
-				t[k] = vv
+			if vv := s.hdr[k]; len(vv) > 0 {
+				add(k, vv)
 			}
 		}
 	}
@@ -976,7 +1004,7 @@ func (s *h2srvStream) trailers() http.Header {
 
 // writeHeaderFrame writes a response header block: status (0 for
 // trailers) and h, or trailers; end sets END_STREAM.
-func (s *h2srvStream) writeHeaderFrame(status int, h, trailers http.Header, end bool) error {
+func (s *h2srvStream) writeHeaderFrame(status int, h http.Header, trailers []h2Trailer, end bool) error {
 	sc := s.sc
 	sc.wmu.Lock()
 	sc.mu.Lock()
@@ -1005,12 +1033,12 @@ func (s *h2srvStream) writeHeaderFrame(status int, h, trailers http.Header, end 
 			_ = e.WriteField(hpack.HeaderField{Name: "date", Value: h2Date()})
 		}
 	} else {
-		for k, vv := range trailers {
-			if !h2ResponseField(k) {
+		for _, t := range trailers {
+			if !h2ResponseField(t.k) {
 				continue
 			}
-			name := lowerH2Key(k)
-			for _, v := range vv {
+			name := lowerH2Key(t.k)
+			for _, v := range t.vv {
 				if httpguts.ValidHeaderFieldValue(v) {
 					_ = e.WriteField(hpack.HeaderField{Name: name, Value: v})
 				}
@@ -1139,7 +1167,7 @@ func h2StatusCode(code int) string {
 // buffer comes from a pool and goes back once written, so an idle
 // connection holds none; a writer past h2WriteBufMax writes it out.
 type h2WriteBuf struct {
-	nc  net.Conn
+	w   io.Writer // the connection
 	b   *[]byte
 	err error
 }
@@ -1172,7 +1200,7 @@ func (w *h2WriteBuf) flush() error {
 	}
 	b := w.b
 	w.b = nil
-	_, w.err = w.nc.Write(*b)
+	_, w.err = w.w.Write(*b)
 	if cap(*b) <= 4*h2WriteBufMax {
 		*b = (*b)[:0]
 		h2WriteBufPool.Put(b)

@@ -139,6 +139,31 @@ func (h *rawH2) headers(id uint32, end bool, kv ...string) {
 	}
 }
 
+// headersSplit is headers, with the block in HEADERS and CONTINUATION
+// frames of at most n bytes.
+func (h *rawH2) headersSplit(id uint32, n int, kv ...string) {
+	h.hbuf.Reset()
+	for i := 0; i+1 < len(kv); i += 2 {
+		_ = h.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	blk := h.hbuf.Bytes()
+	first := true
+	for first || len(blk) > 0 {
+		chunk := blk[:min(n, len(blk))]
+		blk = blk[len(chunk):]
+		var err error
+		if first {
+			err = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: chunk, EndStream: true, EndHeaders: len(blk) == 0})
+			first = false
+		} else {
+			err = h.fr.WriteContinuation(id, len(blk) == 0, chunk)
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
 // next reads frames until one satisfies match; nil when the connection
 // ends first.
 func (h *rawH2) next(match func(http2.Frame) bool) http2.Frame {
@@ -207,6 +232,65 @@ func TestH2ServerProtocol(t *testing.T) {
 			t.Fatalf("status %s", st)
 		}
 	})
+	t.Run("header block in CONTINUATION frames", func(t *testing.T) {
+		h := dialRawH2(t, e.http)
+		for id := uint32(1); id <= 5; id += 2 { // the dynamic table carries over
+			h.headersSplit(id, 7, append(req("/p"), "x-a", strings.Repeat("a", 100), "x-b", "b")...)
+			if st := h.status(id); st != "200" {
+				t.Fatalf("stream %d: status %s", id, st)
+			}
+		}
+	})
+	t.Run("header list over the limit is 431", func(t *testing.T) {
+		// The fields before the last leave 1002 bytes of the list (field
+		// size: name, value and 32); the last one, in a CONTINUATION
+		// frame of its own, overflows: a 431, not a connection error.
+		h := dialRawH2(t, e.http)
+		h.hbuf.Reset()
+		kv := req("/p") // 172 bytes
+		big := strings.Repeat("v", (h2SrvMaxHeader-1277)/3)
+		kv = append(kv, "x-1", big, "x-2", big, "x-3", big)
+		for i := 0; i < len(kv); i += 2 {
+			_ = h.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		blk := bytes.Clone(h.hbuf.Bytes())
+		h.hbuf.Reset()
+		_ = h.enc.WriteField(hpack.HeaderField{Name: "x-4", Value: strings.Repeat("v", 1500)})
+		_ = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk[:16384], EndStream: true})
+		for blk = blk[16384:]; len(blk) > 0; {
+			n := min(16384, len(blk))
+			_ = h.fr.WriteContinuation(1, false, blk[:n])
+			blk = blk[n:]
+		}
+		_ = h.fr.WriteContinuation(1, true, h.hbuf.Bytes())
+		if st := h.status(1); st != "431" {
+			t.Fatalf("status %s", st)
+		}
+		h.headers(3, true, req("/p")...) // the decoder state is intact
+		if st := h.status(3); st != "200" {
+			t.Fatalf("status %s", st)
+		}
+	})
+	for name, kv := range map[string][]string{
+		"upper-case field name":        {"X-Upper", "v"},
+		"field value with a newline":   {"x-nl", "a\nb"},
+		"pseudo header after a field":  {"x-a", "v", ":foo", "v"},
+		"duplicate pseudo header":      {":path", "/q"},
+		"response pseudo in a request": {":status", "200"},
+	} {
+		t.Run(name+" resets the stream", func(t *testing.T) {
+			h := dialRawH2(t, e.http)
+			h.headers(1, true, append(req("/p"), kv...)...)
+			f := h.next(func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok })
+			if f == nil || f.(*http2.RSTStreamFrame).ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("got %v", f)
+			}
+			h.headers(3, true, req("/p")...) // the connection goes on
+			if st := h.status(3); st != "200" {
+				t.Fatalf("status %s", st)
+			}
+		})
+	}
 	t.Run("missing pseudo header resets the stream", func(t *testing.T) {
 		h := dialRawH2(t, e.http)
 		h.headers(1, true, ":method", "GET", ":path", "/p")

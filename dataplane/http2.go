@@ -104,7 +104,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		return
 	}
 	ctx := r.Context()
-	if gt := r.Header.Get("Grpc-Timeout"); gt != "" {
+	if gt := headerValue(r.Header, "Grpc-Timeout"); gt != "" {
 		if to, ok := parseGRPCTimeout(gt); ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, to)
@@ -119,29 +119,9 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		if k == "Te" && isGRPC {
 			continue
 		}
-		out.Header.Del(k)
+		delete(out.Header, k) // canonical already: no Del's canonicalization
 	}
-	prior := r.Header.Get("X-Forwarded-For")
-	if prior != "" {
-		prior += ", "
-	}
-	out.Header.Set("X-Forwarded-For", prior+c.remote)
-	if out.Header.Get("X-Forwarded-Proto") == "" {
-		xfp := "http"
-		if c.tls {
-			xfp = "https"
-		}
-		out.Header.Set("X-Forwarded-Proto", xfp)
-	}
-	out.Header.Set("X-Real-IP", c.remote)
-	if out.Header.Get("X-Forwarded-Host") == "" {
-		out.Header.Set("X-Forwarded-Host", c.host)
-	}
-	if out.Header.Get("X-Forwarded-Port") == "" {
-		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
-			out.Header.Set("X-Forwarded-Port", strconv.Itoa(a.Port))
-		}
-	}
+	setForwarded(out.Header, c, r)
 	var body *onceBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &onceBody{rc: r.Body}
@@ -241,7 +221,7 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		wh[k] = vv
 	}
 	for _, k := range hopHeaders {
-		wh.Del(k)
+		delete(wh, k)
 	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
@@ -276,6 +256,39 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 }
 
+// setForwarded sets the X-Forwarded-* and X-Real-Ip fields of h, the
+// header of the upstream request of c; the values share one array.
+func setForwarded(h http.Header, c *h2Ctx, r *http.Request) {
+	vals := make([]string, 0, 5)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	if prior := h["X-Forwarded-For"]; len(prior) > 0 && prior[0] != "" {
+		set("X-Forwarded-For", prior[0]+", "+c.remote)
+	} else {
+		set("X-Forwarded-For", c.remote)
+	}
+	if len(h["X-Forwarded-Proto"]) == 0 || h["X-Forwarded-Proto"][0] == "" {
+		xfp := "http"
+		if c.tls {
+			xfp = "https"
+		}
+		set("X-Forwarded-Proto", xfp)
+	}
+	set("X-Real-Ip", c.remote)
+	if len(h["X-Forwarded-Host"]) == 0 || h["X-Forwarded-Host"][0] == "" {
+		set("X-Forwarded-Host", c.host)
+	}
+	if len(h["X-Forwarded-Port"]) == 0 || h["X-Forwarded-Port"][0] == "" {
+		if s, ok := c.w.(*h2srvStream); ok && s.sc.localPort != "" {
+			set("X-Forwarded-Port", s.sc.localPort)
+		} else if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+			set("X-Forwarded-Port", strconv.Itoa(a.Port))
+		}
+	}
+}
+
 // trailerKey is http.TrailerPrefix+k, without allocating for the
 // trailers of gRPC.
 func trailerKey(k string) string {
@@ -290,8 +303,16 @@ func trailerKey(k string) string {
 	return http.TrailerPrefix + k
 }
 
+// headerValue is h.Get(k) for a canonical k, without canonicalizing.
+func headerValue(h http.Header, k string) string {
+	if vv := h[k]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
+}
+
 func isGRPCRequest(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+	ct := headerValue(r.Header, "Content-Type")
 	return len(ct) >= 16 && ct[:16] == "application/grpc"
 }
 

@@ -36,6 +36,28 @@ func viaH1(r *http.Request, up *upstream) bool {
 
 // skipH2toH1 lists request headers not copied verbatim to the HTTP/1.1
 // upstream: hop-by-hop ones, and those set from other fields.
+// skipH1toH2 reports whether an HTTP/1.1 response field is left out of
+// the HTTP/2 response.
+func skipH1toH2(k []byte) bool {
+	switch string(k) {
+	case "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Trailer", "Upgrade", "Te":
+		return true
+	}
+	return false
+}
+
+// canonicalH1Key is http.CanonicalHeaderKey of a field name, without
+// allocating for the common ones.
+func canonicalH1Key(k []byte) string {
+	if v, ok := h2CanonKeys[string(k)]; ok { // fasthttp normalizes, but may not
+		return v
+	}
+	if v, ok := h2InternKeys[string(k)]; ok {
+		return v
+	}
+	return http.CanonicalHeaderKey(string(k))
+}
+
 func skipH2toH1(k string) bool {
 	switch k {
 	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
@@ -107,7 +129,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	}
 	req.URI().SetScheme(scheme)
 	req.UseHostHeader = true
-	stream := strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	stream := strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
 	idem := idempotent(req)
 	var start time.Time
 	if up.retryTO > 0 {
@@ -183,12 +205,34 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		pending = wh.Clone() // set by plugins before the upstream answered
 	}
 	resp.Header.SetNoDefaultContentType(true)
+	// The values are copied into one string and share one array (and a
+	// slot for Content-Length); common names are interned.
+	size, nf := 0, 1
 	for k, v := range resp.Header.All() {
-		switch string(k) {
-		case "Content-Length", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Trailer", "Upgrade", "Te":
+		if !skipH1toH2(k) {
+			size, nf = size+len(v), nf+1
+		}
+	}
+	vbuf := make([]byte, 0, size) // never grown: the strings stay valid
+	vals := make([]string, 0, nf)
+	for k, v := range resp.Header.All() {
+		if skipH1toH2(k) {
 			continue
 		}
-		wh[http.CanonicalHeaderKey(string(k))] = append(wh[http.CanonicalHeaderKey(string(k))], string(v))
+		off := len(vbuf)
+		vbuf = append(vbuf, v...)
+		val := b2s(vbuf[off:])
+		key := canonicalH1Key(k)
+		if vv, ok := wh[key]; ok {
+			wh[key] = append(vv[:len(vv):len(vv)], val)
+			continue
+		}
+		vals = append(vals, val)
+		wh[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	setLen := func(n int) {
+		vals = append(vals, strconv.Itoa(n))
+		wh["Content-Length"] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	for k, vv := range pending {
 		wh[k] = vv
@@ -201,10 +245,10 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	if !stream || resp.BodyStream() == nil {
 		if r.Method == http.MethodHead {
 			if cl := resp.Header.ContentLength(); cl >= 0 {
-				wh.Set("Content-Length", strconv.Itoa(cl))
+				setLen(cl)
 			}
 		} else if status >= 200 && status != 204 && status != 304 {
-			wh.Set("Content-Length", strconv.Itoa(len(resp.Body())))
+			setLen(len(resp.Body()))
 		}
 		c.w.WriteHeader(status)
 		if b := resp.Body(); len(b) > 0 {
