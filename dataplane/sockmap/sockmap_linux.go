@@ -89,7 +89,7 @@ type dir struct {
 }
 
 // testBeforeSocks, if set, runs between the peers and socks updates.
-var testBeforeSocks func()
+var testBeforeSocks func(p *pair)
 
 // pair is two relayed sockets. Direction i runs from fd[i] to fd[1-i].
 type pair struct {
@@ -107,6 +107,7 @@ type pair struct {
 	live     bool    // set up; events may be handled
 	tailing  [2]bool // direction i is (being) relayed in user space
 	ended    [2]bool // a FIN or error was seen on fd[i]
+	failed   [2]bool // an error (a reset) was seen on fd[i]
 	finished int     // directions whose FIN has been passed on
 
 	stop     chan struct{} // closed by abort: flushes give up
@@ -409,7 +410,7 @@ func (r *Relay) start(p *pair, a, b *net.TCPConn) error {
 	// leaving socks could drop one being verdicted), so a stays; the rest
 	// of b (its receive queue, then the FIN) is copied by hybrid.
 	if testBeforeSocks != nil {
-		testBeforeSocks()
+		testBeforeSocks(p)
 	}
 	hybrid := r.socks.Update(p.cookie[1], uint32(p.fd[1]), ebpf.UpdateAny) != nil
 	// Bytes that arrived before the sockets joined socks wait in their
@@ -625,23 +626,29 @@ func (r *Relay) watch() {
 	}
 }
 
+// event handles the end of side: a FIN, or an error. A reset may follow
+// the FIN (the watch is edge-triggered, so it is a second event) and must
+// still end the pair: the direction into the reset socket is dead.
 func (r *Relay) event(id uint64, side int, events uint32) {
+	failed := events&unix.EPOLLERR != 0
 	r.mu.Lock()
 	p := r.pairs[id]
-	if p == nil || !p.live || p.ended[side] {
+	if p == nil || !p.live || p.failed[side] || p.ended[side] && !failed {
 		r.mu.Unlock()
 		return
 	}
 	p.ended[side] = true
+	p.failed[side] = failed
 	r.mu.Unlock()
-	failed := events&unix.EPOLLERR != 0
 	r.spawn(func() { r.finish(p, side, failed) })
 }
 
 // finish passes on the end of direction src once its bytes are all on the
 // peer: a FIN as shutdown(SHUT_WR); an error (a reset) by closing both, as
-// the user-space relay does when a write fails. A direction handed to user
-// space is ended by its copy (tail) instead.
+// the user-space relay does when a write fails (after the bytes read
+// before the reset, as read(2) returns them first). A direction handed to
+// user space is ended by its copy (tail) instead; its read fails on a
+// reset, which closes both.
 func (r *Relay) finish(p *pair, src int, failed bool) {
 	dst := 1 - src
 	// The FIN is seen (tcp_fin) before the segments received with or just
@@ -657,11 +664,11 @@ func (r *Relay) finish(p *pair, src int, failed bool) {
 		r.teardown(p)
 		return
 	}
-	if c.User != 0 && !failed {
+	if c.User != 0 {
 		r.startTail(p, src)
 		return
 	}
-	if failed || !r.flush(p, dst, c.Base+c.Count) {
+	if !r.flush(p, dst, c.Base+c.Count) || failed {
 		r.teardown(p)
 		return
 	}
@@ -688,16 +695,18 @@ func (r *Relay) flush(p *pair, dst int, want uint64) bool {
 	for {
 		var q uint64
 		var err error
-		var soErr int
-		if !p.with(func() {
-			if q, err = queued(p.fd[dst]); err == nil && q < want {
-				soErr, _ = unix.GetsockoptInt(p.fd[dst], unix.SOL_SOCKET, unix.SO_ERROR)
-			}
-		}) || err != nil || soErr != 0 {
+		var closed bool
+		// Not SO_ERROR: reading it clears the error, and the watch
+		// would then miss the reset. Until its FIN is passed on, dst
+		// can only be closed by an error.
+		if !p.with(func() { q, closed, err = queuedState(p.fd[dst]) }) || err != nil {
 			return false
 		}
 		if q >= want {
 			return true
+		}
+		if closed {
+			return false
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -860,21 +869,30 @@ func dupFile(fd int) (*os.File, error) {
 // plus still queued (SIOCOUTQ). The two are read apart, so they are taken
 // again until no ACK came in between.
 func queued(fd int) (uint64, error) {
+	q, _, err := queuedState(fd)
+	return q, err
+}
+
+// tcpClose is TCP_CLOSE, the state a reset (or a finished close) leaves.
+const tcpClose = 7
+
+// queuedState is queued, and whether fd is in state CLOSE.
+func queuedState(fd int) (uint64, bool, error) {
 	for {
 		i1, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err != nil {
-			return 0, fmt.Errorf("sockmap: TCP_INFO: %w", err)
+			return 0, false, fmt.Errorf("sockmap: TCP_INFO: %w", err)
 		}
 		out, err := unix.IoctlGetInt(fd, unix.SIOCOUTQ)
 		if err != nil {
-			return 0, fmt.Errorf("sockmap: SIOCOUTQ: %w", err)
+			return 0, false, fmt.Errorf("sockmap: SIOCOUTQ: %w", err)
 		}
 		i2, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 		if err != nil {
-			return 0, fmt.Errorf("sockmap: TCP_INFO: %w", err)
+			return 0, false, fmt.Errorf("sockmap: TCP_INFO: %w", err)
 		}
 		if i1.Bytes_acked == i2.Bytes_acked {
-			return i1.Bytes_acked + uint64(out), nil
+			return i1.Bytes_acked + uint64(out), i2.State == tcpClose, nil
 		}
 	}
 }

@@ -27,7 +27,9 @@ func newRelay(t *testing.T) *Relay {
 }
 
 // proxy accepts on a loopback port, dials backend for each connection,
-// runs before (if set) on the pair, then splices it through r.
+// runs before (if set) on the pair, then splices it through r. Like the
+// data plane, it relays a pair Splice refuses in user space; the error
+// still goes to errs, so tests see the kernel path was not taken.
 func proxy(t *testing.T, r *Relay, backend string, before func(c, u *net.TCPConn)) (addr string, errs chan error) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,11 +54,68 @@ func proxy(t *testing.T, r *Relay, backend string, before func(c, u *net.TCPConn
 				if before != nil {
 					before(c.(*net.TCPConn), u.(*net.TCPConn))
 				}
-				errs <- r.Splice(c.(*net.TCPConn), u.(*net.TCPConn))
+				err = r.Splice(c.(*net.TCPConn), u.(*net.TCPConn))
+				if err != nil && !errors.Is(err, ErrBroken) {
+					userRelay(c.(*net.TCPConn), u.(*net.TCPConn))
+				}
+				errs <- err
 			}()
 		}
 	}()
 	return l.Addr().String(), errs
+}
+
+// userRelay copies both ways, passing FINs on, then closes both.
+func userRelay(a, b *net.TCPConn) {
+	done := make(chan struct{})
+	cp := func(dst, src *net.TCPConn) {
+		io.Copy(dst, src)
+		dst.CloseWrite()
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	<-done
+	a.Close()
+	b.Close()
+}
+
+// waitLive waits until r relays n pairs: they are set up, and so any byte
+// or FIN sent from now on goes through the kernel.
+func waitLive(t *testing.T, r *Relay, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		live := 0
+		r.mu.Lock()
+		for _, p := range r.pairs {
+			if p.live {
+				live++
+			}
+		}
+		r.mu.Unlock()
+		if live >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pairs live, want %d", live, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitQueued waits until c's receive queue holds at least n bytes.
+func waitQueued(c *net.TCPConn, n int) {
+	rc, _ := c.SyscallConn()
+	for {
+		var q int
+		rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		if q >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func listen(t *testing.T, serve func(c *net.TCPConn)) string {
@@ -213,7 +272,8 @@ func TestBytesBeforeSplice(t *testing.T) {
 		c.Write(append([]byte("echo:"), got...))
 	})
 	addr, errs := proxy(t, r, backend, func(c, u *net.TCPConn) {
-		time.Sleep(100 * time.Millisecond) // let both sides' first bytes queue
+		waitQueued(c, len("early,"))
+		waitQueued(u, len("hello;"))
 	})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -228,6 +288,9 @@ func TestBytesBeforeSplice(t *testing.T) {
 	if _, err := io.ReadFull(c, hello); err != nil || string(hello) != "hello;" {
 		t.Fatalf("greeting: %q, %v", hello, err)
 	}
+	// The greeting is copied before the pair is set up: the rest, FIN
+	// included, must go through the kernel.
+	waitLive(t, r, 1)
 	c.Write([]byte("late!"))
 	c.(*net.TCPConn).CloseWrite()
 	all, err := io.ReadAll(c)
@@ -308,6 +371,7 @@ func TestReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	waitLive(t, r, 1) // the reset goes through the kernel relay
 	c.Write([]byte("ping"))
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(c); errors.Is(err, os.ErrDeadlineExceeded) {
@@ -315,6 +379,45 @@ func TestReset(t *testing.T) {
 	}
 	if err := <-errs; err != nil {
 		t.Fatalf("Splice: %v", err)
+	}
+	assertEmpty(t, r)
+}
+
+// TestResetAfterFIN: the backend half-closes, then resets. The reset is a
+// second event on a side already ended; it must still end the pair (the
+// client's direction into the reset socket is dead), not wait for the
+// client's FIN.
+func TestResetAfterFIN(t *testing.T) {
+	r := newRelay(t)
+	sawFIN := make(chan struct{})
+	backend := listen(t, func(c *net.TCPConn) {
+		buf := make([]byte, 4)
+		io.ReadFull(c, buf)
+		c.CloseWrite()
+		<-sawFIN
+		c.SetLinger(0)
+		c.Close()
+	})
+	addr, errs := proxy(t, r, backend, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitLive(t, r, 1)
+	c.Write([]byte("ping"))
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+		t.Fatalf("before the backend's FIN: %q, %v", rest, err)
+	}
+	close(sawFIN)
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatalf("Splice: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pair not ended after the backend's reset")
 	}
 	assertEmpty(t, r)
 }
@@ -330,7 +433,7 @@ func TestCloseEndsPairs(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("x"))
-	time.Sleep(100 * time.Millisecond)
+	waitLive(t, r, 1)
 	r.Close()
 	select {
 	case err := <-errs:
@@ -380,9 +483,10 @@ func TestFINDuringSetup(t *testing.T) {
 	r := newRelay(t)
 	const size = 4 << 20
 	got := make(chan string, 1)
+	fin := make(chan struct{})
 	backend := listen(t, func(c *net.TCPConn) {
 		defer c.Close()
-		time.Sleep(50 * time.Millisecond)
+		<-fin
 		c.Write([]byte("hi"))
 		c.CloseWrite()
 		n, sum, err := drain(c)
@@ -392,7 +496,18 @@ func TestFINDuringSetup(t *testing.T) {
 		}
 		got <- "ok"
 	})
-	testBeforeSocks = func() { time.Sleep(200 * time.Millisecond) }
+	// The backend sends its FIN once the peers are set, and the socks
+	// update waits until the proxy's backend socket has it.
+	testBeforeSocks = func(p *pair) {
+		close(fin)
+		for {
+			ti, err := unix.GetsockoptTCPInfo(p.fd[1], unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err != nil || ti.State == 8 { // TCP_CLOSE_WAIT
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	defer func() { testBeforeSocks = nil }()
 	addr, errs := proxy(t, r, backend, nil)
 	c, err := net.Dial("tcp", addr)
@@ -486,7 +601,7 @@ func TestPartlyReadBeforeSplice(t *testing.T) {
 		got <- err
 	})
 	addr, errs := proxy(t, r, backend, func(c, u *net.TCPConn) {
-		time.Sleep(50 * time.Millisecond) // let segments queue
+		waitQueued(c, 1000) // let segments queue
 		buf := make([]byte, 100)
 		n, _ := c.Read(buf)
 		u.Write(buf[:n])
@@ -500,6 +615,7 @@ func TestPartlyReadBeforeSplice(t *testing.T) {
 	if _, err := stream(c, 6, size); err != nil {
 		t.Fatal(err)
 	}
+	waitLive(t, r, 1) // the buffers may hold it all: no FIN before the splice
 	c.(*net.TCPConn).CloseWrite()
 	if err := <-got; err != nil {
 		t.Fatalf("backend: %v", err)
