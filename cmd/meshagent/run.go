@@ -64,7 +64,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&c.originalDst, "original-dst", true, "recover original destinations (SO_ORIGINAL_DST) for listeners with use_original_dst")
-	fs.Func("tcp-accel", "relay bulk TCP in the kernel (sockmap): auto (when root on Linux 6.1+, else splice) or off (default auto)", func(s string) error {
+	fs.Func("tcp-accel", "relay bulk TCP in the kernel (sockmap, experimental): auto (when root on Linux 6.1+, else splice) or off (default off)", func(s string) error {
 		if s != "auto" && s != "off" {
 			return fmt.Errorf("want auto or off, got %q", s)
 		}
@@ -180,7 +180,7 @@ func runRun(ctx context.Context, args []string) error {
 		HTTPListen: cfg.httpListen, StreamListen: cfg.streamListen,
 		SniffTimeout: cfg.sniffTimeout, OpaquePorts: cfg.opaquePorts,
 		HTTP1Engine: cfg.http1Engine,
-		TCPAccel:    cfg.tcpAccel != "off",
+		TCPAccel:    cfg.tcpAccel == "auto",
 	}
 	if cfg.originalDst {
 		opts.OriginalDst = redirect.OriginalDst
