@@ -165,6 +165,7 @@ type Dataplane struct {
 	conns     map[net.Conn]struct{} // accepted connections, closed by Close
 	tlsm      *mtls.Manager         // mTLS certificates in force
 	h1        *h1loops              // HTTP/1.1 event loops; nil: fasthttp only
+	applied   atomic.Int64          // Revision: the snapshot's, after reconcileListeners
 	accel     tcpAccel              // kernel TCP relay (tcp_accel.go)
 }
 
@@ -306,6 +307,7 @@ func (d *Dataplane) rebuild() {
 	}
 	d.stats.Rebuilds.Add(1)
 	d.reconcileListeners(s)
+	d.applied.Store(s.rev) // routes and listeners of s are both in force
 	if prev != nil {
 		var inUse map[any]bool // pools and transports reused by s
 		for k, up := range prev.upstreams {
@@ -332,13 +334,9 @@ func (d *Dataplane) rebuild() {
 // listeners are bound.
 func (d *Dataplane) Ready() bool { return d.ready.Load() }
 
-// Revision is the store revision of the snapshot in force.
-func (d *Dataplane) Revision() int64 {
-	if s := d.snap.Load(); s != nil {
-		return s.rev
-	}
-	return 0
-}
+// Revision is the store revision of the snapshot in force, once its
+// listeners are bound and updated too.
+func (d *Dataplane) Revision() int64 { return d.applied.Load() }
 
 // Stats returns the live counters (read them with Load).
 func (d *Dataplane) Stats() *Stats { return &d.stats }
