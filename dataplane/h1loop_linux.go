@@ -454,9 +454,14 @@ func (l *h1loop) setDeadline(c *evConn, d time.Duration) {
 	}
 	c.deadline = l.now + int64(d)
 	if c.deadline < l.nextDL {
-		l.nextDL = c.deadline
+		l.nextDL = max(c.deadline, l.now+int64(deadlineSlack))
 	}
 }
+
+// deadlineSlack is the resolution of the loop's deadlines: scans (a pass
+// over every connection) come at most that often, however many
+// connections time out one after another.
+const deadlineSlack = 20 * time.Millisecond
 
 // scan expires deadlines and computes the next one.
 func (l *h1loop) scan() {
@@ -474,6 +479,7 @@ func (l *h1loop) scan() {
 			l.nextDL = c.deadline
 		}
 	}
+	l.nextDL = max(l.nextDL, l.now+int64(deadlineSlack))
 }
 
 // expire handles a passed deadline.
