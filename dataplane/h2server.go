@@ -693,6 +693,7 @@ type h2srvStream struct {
 	sc  *h2srvConn
 	id  uint32
 	req *http.Request
+	cl  [1]string // the Content-Length value set by finish: no slice of its own
 	// cancel ends the request's context: at reset, or once the handler
 	// returned.
 	cancel context.CancelFunc
@@ -941,7 +942,8 @@ func (s *h2srvStream) finish() {
 		if bodyAllowedForStatus(s.status) {
 			if _, ok := h["Content-Length"]; !ok && (len(s.out) > 0 || !s.isHead) {
 				h = s.Header()
-				h["Content-Length"] = []string{strconv.Itoa(len(s.out))}
+				s.cl[0] = strconv.Itoa(len(s.out))
+				h["Content-Length"] = s.cl[:]
 			}
 			if _, ok := h["Content-Type"]; !ok && len(s.out) > 0 && h.Get("Content-Encoding") == "" {
 				h = s.Header()
