@@ -625,6 +625,7 @@ type h2Stream struct {
 
 	resp      *http.Response
 	stopCtx   func() bool
+	srvCtx    *h2srvCtx // aborts s when cancelled, instead of stopCtx
 	closeOnce sync.Once
 }
 
@@ -749,6 +750,9 @@ func (s *h2Stream) Close() error {
 		if s.stopCtx != nil {
 			s.stopCtx()
 		}
+		if s.srvCtx != nil {
+			s.srvCtx.clearAbort(s)
+		}
 		cc := s.cc
 		cc.mu.Lock()
 		finished := s.remoteEnd && s.localEnd || s.err != nil
@@ -831,7 +835,13 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		return nil, body, errH2Refused
 	}
 	cc.flush()
-	if ctx := req.Context(); ctx.Done() != nil {
+	if sctx, ok := req.Context().(*h2srvCtx); ok { // a request of our server: no AfterFunc
+		if sctx.setAbort(s) {
+			s.srvCtx = sctx
+		} else {
+			h2Go(func() { s.abort(context.Canceled) })
+		}
+	} else if ctx := req.Context(); ctx.Done() != nil {
 		s.stopCtx = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
 	}
 	if !s.localEnd {

@@ -427,8 +427,13 @@ func (sc *h2srvConn) newRequest(s *h2srvStream, f *h2Fields) (*http.Request, int
 			return nil, 0, err
 		}
 	}
-	ctx, cancel := context.WithCancel(sc.baseCtx)
-	s.cancel = cancel
+	var ctx context.Context
+	if sc.baseCtx.Done() == nil { // never cancelled: the stream's own context
+		s.ctx.parent = sc.baseCtx
+		ctx = &s.ctx
+	} else {
+		ctx, s.cancelFn = context.WithCancel(sc.baseCtx)
+	}
 	req := &http.Request{
 		Method:     method,
 		URL:        u,
@@ -694,9 +699,11 @@ type h2srvStream struct {
 	id  uint32
 	req *http.Request
 	cl  [1]string // the Content-Length value set by finish: no slice of its own
-	// cancel ends the request's context: at reset, or once the handler
-	// returned.
-	cancel context.CancelFunc
+	// ctx is the request's context, unless the connection's may be
+	// cancelled: then cancelFn cancels the request's. Both end at reset,
+	// or once the handler returned (cancel).
+	ctx      h2srvCtx
+	cancelFn context.CancelFunc
 
 	// Guarded by sc.mu.
 	rcond       sync.Cond
@@ -724,6 +731,15 @@ type h2srvStream struct {
 	out         []byte // response body not sent yet
 	isHead      bool
 	trBuf       [2]h2Trailer
+}
+
+// cancel ends the request's context.
+func (s *h2srvStream) cancel() {
+	if s.cancelFn != nil {
+		s.cancelFn()
+		return
+	}
+	s.ctx.cancel()
 }
 
 // abort fails the stream (reset by the client, connection gone).
@@ -844,6 +860,14 @@ func (s *h2srvStream) Header() http.Header {
 		s.hdr = make(http.Header)
 	}
 	return s.hdr
+}
+
+// adoptHeader makes h (the upstream's response header, not used
+// elsewhere) the response header while none was set: no copy of it.
+func (s *h2srvStream) adoptHeader(h http.Header) {
+	if s.hdr == nil && !s.wroteHeader && h != nil {
+		s.hdr = h
+	}
 }
 
 // WriteHeader implements http.ResponseWriter.

@@ -200,6 +200,9 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	defer resp.Body.Close()
 	c.resp = resp
+	if s, ok := c.w.(*h2srvStream); ok {
+		s.adoptHeader(resp.Header) // no copy when no plugin set fields yet
+	}
 	wh := c.w.Header()
 	var pending http.Header
 	if len(wh) > 0 {
