@@ -372,7 +372,8 @@ func (sc *h2srvConn) onHeaders(f *h2Fields) error {
 	sc.streams[id] = s
 	sc.handlers++
 	sc.mu.Unlock()
-	h2Go(func() { sc.runHandler(s, status) }) // h2worker.go
+	s.startStatus = status
+	h2Go(s) // s.runTask: runHandler; h2worker.go
 	return nil
 }
 
@@ -662,6 +663,9 @@ func (sc *h2srvConn) forgetLocked(s *h2srvStream) {
 	sc.cond.Broadcast()
 }
 
+// runTask implements h2Task: runHandler, on a worker of h2Go.
+func (s *h2srvStream) runTask() { s.sc.runHandler(s, s.startStatus) }
+
 // runHandler serves stream s and ends its response.
 func (sc *h2srvConn) runHandler(s *h2srvStream, status int) {
 	defer func() {
@@ -699,6 +703,8 @@ type h2srvStream struct {
 	id  uint32
 	req *http.Request
 	cl  [1]string // the Content-Length value set by finish: no slice of its own
+	// startStatus is the status of runHandler, run by runTask.
+	startStatus int
 	// ctx is the request's context, unless the connection's may be
 	// cancelled: then cancelFn cancels the request's. Both end at reset,
 	// or once the handler returned (cancel).
@@ -730,7 +736,7 @@ type h2srvStream struct {
 	sentHeader  bool
 	out         []byte // response body not sent yet
 	isHead      bool
-	trBuf       [2]h2Trailer
+	trBuf       [4]h2Trailer
 }
 
 // cancel ends the request's context.

@@ -106,7 +106,7 @@ func (c *h2srvCtx) cancel() {
 	c.abort, c.funcs = nil, nil
 	c.mu.Unlock()
 	if s != nil {
-		h2Go(func() { s.abort(context.Canceled) }) // not on the caller's goroutine, as context.AfterFunc
+		h2Go(h2Func(func() { s.abort(context.Canceled) })) // not on the caller's goroutine, as context.AfterFunc
 	}
 	for _, a := range funcs {
 		go a.f()
