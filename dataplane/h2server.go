@@ -870,10 +870,13 @@ func (s *h2srvStream) Header() http.Header {
 
 // adoptHeader makes h (the upstream's response header, not used
 // elsewhere) the response header while none was set: no copy of it.
-func (s *h2srvStream) adoptHeader(h http.Header) {
-	if s.hdr == nil && !s.wroteHeader && h != nil {
-		s.hdr = h
+// False when some was set: nothing done.
+func (s *h2srvStream) adoptHeader(h http.Header) bool {
+	if s.hdr != nil || s.wroteHeader || h == nil {
+		return false
 	}
+	s.hdr = h
+	return true
 }
 
 // WriteHeader implements http.ResponseWriter.

@@ -200,20 +200,20 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	defer resp.Body.Close()
 	c.resp = resp
-	if s, ok := c.w.(*h2srvStream); ok {
-		s.adoptHeader(resp.Header) // no copy when no plugin set fields yet
+	if s, ok := c.w.(*h2srvStream); !ok || !s.adoptHeader(resp.Header) { // adopted: no copy
+		wh := c.w.Header()
+		var pending http.Header
+		if len(wh) > 0 {
+			pending = wh.Clone() // set by plugins before the upstream answered
+		}
+		for k, vv := range resp.Header {
+			wh[k] = vv
+		}
+		for k, vv := range pending {
+			wh[k] = vv
+		}
 	}
 	wh := c.w.Header()
-	var pending http.Header
-	if len(wh) > 0 {
-		pending = wh.Clone() // set by plugins before the upstream answered
-	}
-	for k, vv := range resp.Header {
-		wh[k] = vv
-	}
-	for k, vv := range pending {
-		wh[k] = vv
-	}
 	for _, k := range hopHeaders {
 		delete(wh, k)
 	}
