@@ -685,6 +685,7 @@ func (sc *h2srvConn) runHandler(s *h2srvStream, status int) {
 		} else {
 			s.finish()
 		}
+		s.releaseOut() // written (copied) or dropped
 		s.cancel()
 		sc.mu.Lock()
 		sc.handlers--
@@ -734,7 +735,8 @@ type h2srvStream struct {
 	status      int
 	wroteHeader bool
 	sentHeader  bool
-	out         []byte // response body not sent yet
+	out         []byte  // response body not sent yet
+	outBuf      *[]byte // out's array, from h2srvOutPool
 	isHead      bool
 	trBuf       [4]h2Trailer
 }
@@ -910,7 +912,11 @@ func (s *h2srvStream) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if len(s.out)+len(p) <= h2SrvBodyBuffer {
-		s.out = append(s.out, p...)
+		if s.outBuf == nil {
+			s.outBuf = h2srvOutPool.Get().(*[]byte)
+			s.out = append((*s.outBuf)[:0], s.out...)
+		}
+		s.out = append(s.out, p...) // within its capacity
 		return len(p), nil
 	}
 	if err := s.sendHeader(false); err != nil {
@@ -926,6 +932,18 @@ func (s *h2srvStream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// h2srvOutPool holds the arrays of buffered response bodies.
+var h2srvOutPool = sync.Pool{New: func() any { b := make([]byte, 0, h2SrvBodyBuffer); return &b }}
+
+// releaseOut gives the array of out back, once the handler is done.
+func (s *h2srvStream) releaseOut() {
+	s.out = nil
+	if b := s.outBuf; b != nil {
+		s.outBuf = nil
+		h2srvOutPool.Put(b)
+	}
 }
 
 // Flush implements http.Flusher.
