@@ -4,8 +4,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 
+	"github.com/meshagent/meshagent/dataplane/balancer"
 	"github.com/meshagent/meshagent/dataplane/expr"
 	"github.com/meshagent/meshagent/dataplane/router"
 	"github.com/meshagent/meshagent/plugins"
@@ -32,6 +34,13 @@ type h2Ctx struct {
 	rreq      router.Request
 	consumer  *plugins.Consumer
 	stash     stash
+
+	// Scratch of forwardHTTP, here to save allocations: the upstream
+	// request (and its URL), its body wrapper, the balancer attempt.
+	out    http.Request
+	outURL url.URL
+	obody  onceBody
+	att    balancer.Attempt
 }
 
 func newH2Ctx(w http.ResponseWriter, r *http.Request, tls bool) *h2Ctx {

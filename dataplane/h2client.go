@@ -623,8 +623,14 @@ type h2Stream struct {
 	bodyErr    error
 	bodyDone   chan struct{} // closed when writeBody returns
 
-	resp      *http.Response
+	resp  *http.Response
+	respv http.Response // what resp points to
+	// wbody and wtrailer are the request body and trailers for
+	// writeBody, run by runTask.
+	wbody     io.Reader
+	wtrailer  http.Header
 	stopCtx   func() bool
+	srvCtx    *h2srvCtx // aborts s when cancelled, instead of stopCtx
 	closeOnce sync.Once
 }
 
@@ -749,6 +755,9 @@ func (s *h2Stream) Close() error {
 		if s.stopCtx != nil {
 			s.stopCtx()
 		}
+		if s.srvCtx != nil {
+			s.srvCtx.clearAbort(s)
+		}
 		cc := s.cc
 		cc.mu.Lock()
 		finished := s.remoteEnd && s.localEnd || s.err != nil
@@ -831,12 +840,19 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		return nil, body, errH2Refused
 	}
 	cc.flush()
-	if ctx := req.Context(); ctx.Done() != nil {
+	if sctx, ok := req.Context().(*h2srvCtx); ok { // a request of our server: no AfterFunc
+		if sctx.setAbort(s) {
+			s.srvCtx = sctx
+		} else {
+			h2Go(h2Func(func() { s.abort(context.Canceled) }))
+		}
+	} else if ctx := req.Context(); ctx.Done() != nil {
 		s.stopCtx = context.AfterFunc(ctx, func() { s.abort(ctx.Err()) })
 	}
 	if !s.localEnd {
 		s.bodyDone = make(chan struct{})
-		h2Go(func() { s.writeBody(body, req.Trailer) }) // h2worker.go
+		s.wbody, s.wtrailer = body, req.Trailer
+		h2Go(s) // s.runTask: writeBody; h2worker.go
 	}
 	cc.mu.Lock()
 	for !s.gotHeaders && s.err == nil {
@@ -882,7 +898,8 @@ func (cc *h2Conn) roundTrip(req *http.Request, body io.Reader) (resp *http.Respo
 		}
 		return nil, io.MultiReader(bytes.NewReader(sent), body), err
 	}
-	resp = &http.Response{
+	resp = &s.respv // in s: no allocation of its own
+	*resp = http.Response{
 		Status:        h2Status(s.status),
 		StatusCode:    s.status,
 		Proto:         "HTTP/2.0",
@@ -1002,6 +1019,13 @@ func (s *h2Stream) dropReplayLocked() {
 // writeBody sends the request body and trailers of s. Until the
 // response headers came, it keeps what it read (up to h2MaxReplay) for
 // roundTrip to send again on a refused stream.
+// runTask implements h2Task: writeBody, on a worker of h2Go.
+func (s *h2Stream) runTask() {
+	body, trailer := s.wbody, s.wtrailer
+	s.wbody, s.wtrailer = nil, nil
+	s.writeBody(body, trailer)
+}
+
 func (s *h2Stream) writeBody(body io.Reader, trailer http.Header) {
 	defer close(s.bodyDone)
 	cc := s.cc

@@ -372,7 +372,8 @@ func (sc *h2srvConn) onHeaders(f *h2Fields) error {
 	sc.streams[id] = s
 	sc.handlers++
 	sc.mu.Unlock()
-	h2Go(func() { sc.runHandler(s, status) }) // h2worker.go
+	s.startStatus = status
+	h2Go(s) // s.runTask: runHandler; h2worker.go
 	return nil
 }
 
@@ -427,8 +428,13 @@ func (sc *h2srvConn) newRequest(s *h2srvStream, f *h2Fields) (*http.Request, int
 			return nil, 0, err
 		}
 	}
-	ctx, cancel := context.WithCancel(sc.baseCtx)
-	s.cancel = cancel
+	var ctx context.Context
+	if sc.baseCtx.Done() == nil { // never cancelled: the stream's own context
+		s.ctx.parent = sc.baseCtx
+		ctx = &s.ctx
+	} else {
+		ctx, s.cancelFn = context.WithCancel(sc.baseCtx)
+	}
 	req := &http.Request{
 		Method:     method,
 		URL:        u,
@@ -657,6 +663,9 @@ func (sc *h2srvConn) forgetLocked(s *h2srvStream) {
 	sc.cond.Broadcast()
 }
 
+// runTask implements h2Task: runHandler, on a worker of h2Go.
+func (s *h2srvStream) runTask() { s.sc.runHandler(s, s.startStatus) }
+
 // runHandler serves stream s and ends its response.
 func (sc *h2srvConn) runHandler(s *h2srvStream, status int) {
 	defer func() {
@@ -676,6 +685,7 @@ func (sc *h2srvConn) runHandler(s *h2srvStream, status int) {
 		} else {
 			s.finish()
 		}
+		s.releaseOut() // written (copied) or dropped
 		s.cancel()
 		sc.mu.Lock()
 		sc.handlers--
@@ -693,9 +703,14 @@ type h2srvStream struct {
 	sc  *h2srvConn
 	id  uint32
 	req *http.Request
-	// cancel ends the request's context: at reset, or once the handler
-	// returned.
-	cancel context.CancelFunc
+	cl  [1]string // the Content-Length value set by finish: no slice of its own
+	// startStatus is the status of runHandler, run by runTask.
+	startStatus int
+	// ctx is the request's context, unless the connection's may be
+	// cancelled: then cancelFn cancels the request's. Both end at reset,
+	// or once the handler returned (cancel).
+	ctx      h2srvCtx
+	cancelFn context.CancelFunc
 
 	// Guarded by sc.mu.
 	rcond       sync.Cond
@@ -720,9 +735,19 @@ type h2srvStream struct {
 	status      int
 	wroteHeader bool
 	sentHeader  bool
-	out         []byte // response body not sent yet
+	out         []byte  // response body not sent yet
+	outBuf      *[]byte // out's array, from h2srvOutPool
 	isHead      bool
-	trBuf       [2]h2Trailer
+	trBuf       [4]h2Trailer
+}
+
+// cancel ends the request's context.
+func (s *h2srvStream) cancel() {
+	if s.cancelFn != nil {
+		s.cancelFn()
+		return
+	}
+	s.ctx.cancel()
 }
 
 // abort fails the stream (reset by the client, connection gone).
@@ -845,6 +870,17 @@ func (s *h2srvStream) Header() http.Header {
 	return s.hdr
 }
 
+// adoptHeader makes h (the upstream's response header, not used
+// elsewhere) the response header while none was set: no copy of it.
+// False when some was set: nothing done.
+func (s *h2srvStream) adoptHeader(h http.Header) bool {
+	if s.hdr != nil || s.wroteHeader || h == nil {
+		return false
+	}
+	s.hdr = h
+	return true
+}
+
 // WriteHeader implements http.ResponseWriter.
 func (s *h2srvStream) WriteHeader(code int) {
 	if s.wroteHeader {
@@ -876,7 +912,11 @@ func (s *h2srvStream) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if len(s.out)+len(p) <= h2SrvBodyBuffer {
-		s.out = append(s.out, p...)
+		if s.outBuf == nil {
+			s.outBuf = h2srvOutPool.Get().(*[]byte)
+			s.out = append((*s.outBuf)[:0], s.out...)
+		}
+		s.out = append(s.out, p...) // within its capacity
 		return len(p), nil
 	}
 	if err := s.sendHeader(false); err != nil {
@@ -892,6 +932,18 @@ func (s *h2srvStream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// h2srvOutPool holds the arrays of buffered response bodies.
+var h2srvOutPool = sync.Pool{New: func() any { b := make([]byte, 0, h2SrvBodyBuffer); return &b }}
+
+// releaseOut gives the array of out back, once the handler is done.
+func (s *h2srvStream) releaseOut() {
+	s.out = nil
+	if b := s.outBuf; b != nil {
+		s.outBuf = nil
+		h2srvOutPool.Put(b)
+	}
 }
 
 // Flush implements http.Flusher.
@@ -941,7 +993,8 @@ func (s *h2srvStream) finish() {
 		if bodyAllowedForStatus(s.status) {
 			if _, ok := h["Content-Length"]; !ok && (len(s.out) > 0 || !s.isHead) {
 				h = s.Header()
-				h["Content-Length"] = []string{strconv.Itoa(len(s.out))}
+				s.cl[0] = strconv.Itoa(len(s.out))
+				h["Content-Length"] = s.cl[:]
 			}
 			if _, ok := h["Content-Type"]; !ok && len(s.out) > 0 && h.Get("Content-Encoding") == "" {
 				h = s.Header()
