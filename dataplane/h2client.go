@@ -589,14 +589,27 @@ func (cc *h2Conn) connCreditLocked() uint32 {
 	return uint32(n)
 }
 
-func (cc *h2Conn) sendConnCredit(n uint32) {
-	if n == 0 {
+func (cc *h2Conn) sendConnCredit(n uint32) { sendWindowUpdates(&cc.wmu, cc.fr, cc, 0, 0, n) }
+
+// h2flusher is a connection (client or server side) whose queued frames
+// flush() sends.
+type h2flusher interface{ flush() }
+
+// sendWindowUpdates gives back window: supd to stream id, cupd to the
+// connection (either may be 0), written under wmu and flushed.
+func sendWindowUpdates(wmu *sync.Mutex, fr *http2.Framer, f h2flusher, id, supd, cupd uint32) {
+	if supd == 0 && cupd == 0 {
 		return
 	}
-	cc.wmu.Lock()
-	_ = cc.fr.WriteWindowUpdate(0, n)
-	cc.wmu.Unlock()
-	cc.flush()
+	wmu.Lock()
+	if supd > 0 {
+		_ = fr.WriteWindowUpdate(id, supd)
+	}
+	if cupd > 0 {
+		_ = fr.WriteWindowUpdate(0, cupd)
+	}
+	wmu.Unlock()
+	f.flush()
 }
 
 // h2Stream is one request on an h2Conn; it is the response body.
@@ -726,17 +739,7 @@ func (s *h2Stream) Read(p []byte) (int, error) {
 	}
 	cupd := cc.connCreditLocked()
 	cc.mu.Unlock()
-	if supd > 0 || cupd > 0 {
-		cc.wmu.Lock()
-		if supd > 0 {
-			_ = cc.fr.WriteWindowUpdate(s.id, supd)
-		}
-		if cupd > 0 {
-			_ = cc.fr.WriteWindowUpdate(0, cupd)
-		}
-		cc.wmu.Unlock()
-		cc.flush()
-	}
+	sendWindowUpdates(&cc.wmu, cc.fr, cc, s.id, supd, cupd)
 	return n, nil
 }
 

@@ -624,15 +624,7 @@ func (sc *h2srvConn) creditLocked() uint32 {
 	return uint32(n)
 }
 
-func (sc *h2srvConn) sendCredit(n uint32) {
-	if n == 0 {
-		return
-	}
-	sc.wmu.Lock()
-	_ = sc.fr.WriteWindowUpdate(0, n)
-	sc.wmu.Unlock()
-	sc.flush()
-}
+func (sc *h2srvConn) sendCredit(n uint32) { sendWindowUpdates(&sc.wmu, sc.fr, sc, 0, 0, n) }
 
 // resetID sends RST_STREAM for a stream id.
 func (sc *h2srvConn) resetID(id uint32, code http2.ErrCode) {
@@ -832,17 +824,7 @@ func (b *h2srvBody) Read(p []byte) (int, error) {
 	}
 	cupd := sc.creditLocked()
 	sc.mu.Unlock()
-	if supd > 0 || cupd > 0 {
-		sc.wmu.Lock()
-		if supd > 0 {
-			_ = sc.fr.WriteWindowUpdate(s.id, supd)
-		}
-		if cupd > 0 {
-			_ = sc.fr.WriteWindowUpdate(0, cupd)
-		}
-		sc.wmu.Unlock()
-		sc.flush()
-	}
+	sendWindowUpdates(&sc.wmu, sc.fr, sc, s.id, supd, cupd)
 	return n, nil
 }
 
