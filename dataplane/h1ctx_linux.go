@@ -34,7 +34,6 @@ var (
 	_ exprVarser  = (*evCtx)(nil)
 )
 
-func (c *evCtx) x() *exchange        { return (*exchange)(c) }
 func (c *evCtx) exprVars() expr.Vars { return (*evVars)(c) }
 
 // Method implements plugins.Ctx.

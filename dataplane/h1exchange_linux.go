@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshagent/meshagent/plugins"
+	"github.com/valyala/fasthttp"
 
 	"github.com/meshagent/meshagent/dataplane/router"
 	"golang.org/x/sys/unix"
@@ -271,7 +273,7 @@ func (l *h1loop) connect(c *evConn, pooled bool) {
 	}
 	if uc == nil {
 		var err error
-		if uc, err = l.dial(p, up); err != nil {
+		if uc, err = l.dial(p); err != nil {
 			l.tryFailed(c, &connectError{err})
 			return
 		}
@@ -686,7 +688,7 @@ func (l *h1loop) finish(c *evConn) {
 		x.uc = nil
 		x.up.done(x.ni, x.t0, x.resp.status, nil)
 		if x.resp.reuse && x.bodyLeft == 0 && !uc.hup {
-			uc.pool.put(l, uc, x.up)
+			uc.pool.put(l, uc)
 		} else {
 			l.closeUp(uc)
 		}
@@ -787,7 +789,7 @@ func (l *h1loop) respond(c *evConn, status int, ctype string, body []byte) {
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
-	b = append(b, statusText(status)...)
+	b = append(b, fasthttp.StatusMessage(status)...)
 	b = append(b, "\r\nContent-Type: "...)
 	b = append(b, ctype...)
 	b = append(b, "\r\nContent-Length: "...)
@@ -811,33 +813,17 @@ func (l *h1loop) flushLocal(c *evConn) {
 	}
 }
 
-func statusText(s int) string {
-	switch s {
-	case 404:
-		return "Not Found"
-	case 502:
-		return "Bad Gateway"
-	case 503:
-		return "Service Unavailable"
-	case 504:
-		return "Gateway Timeout"
-	}
-	return "Error"
-}
-
 // dateHeader is "Date: <now>\r\n", formatted once a second.
 func (l *h1loop) dateHeader() []byte {
 	sec := l.now / int64(time.Second)
 	if l.date == nil || sec != l.dateSec {
 		l.dateSec = sec
 		l.date = append(l.date[:0], "Date: "...)
-		l.date = time.Now().UTC().AppendFormat(l.date, http1TimeFormat)
+		l.date = time.Now().UTC().AppendFormat(l.date, http.TimeFormat)
 		l.date = append(l.date, crlf...)
 	}
 	return l.date
 }
-
-const http1TimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 
 func (l *h1loop) closeClient(c *evConn) {
 	if x := c.x; x != nil {

@@ -147,37 +147,24 @@ func cleanQuery(q []byte) bool {
 	return true
 }
 
-var pathChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "-._~!$&'()*+,;=:@/" {
-		t[c] = true
-	}
-	return t
-}()
+// pathChar and tokenChar are the bytes allowed in a path the fast path
+// takes as is (RFC 3986 pchar without '%', and '/') and in a header name
+// (RFC 9110 token).
+var (
+	pathChar  = alnumAnd("-._~!$&'()*+,;=:@/")
+	tokenChar = alnumAnd("!#$%&'*+-.^_`|~")
+)
 
-var tokenChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
+// alnumAnd is a byte set of the ASCII letters and digits plus extra.
+func alnumAnd(extra string) (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 // addHeader records one header line; false sends the request to the
 // fasthttp engine.

@@ -51,7 +51,7 @@ func (p *evPool) get(l *h1loop) *evConn {
 	return nil
 }
 
-func (p *evPool) put(l *h1loop, uc *evConn, up *upstream) {
+func (p *evPool) put(l *h1loop, uc *evConn) {
 	cfg := p.hp.cfg.Value()
 	uc.owner, uc.state = nil, usIdle
 	uc.nreq++
@@ -91,7 +91,7 @@ func (p *evPool) remove(uc *evConn) {
 }
 
 // dial opens a non-blocking connection to p's node.
-func (l *h1loop) dial(p *evPool, up *upstream) (*evConn, error) {
+func (l *h1loop) dial(p *evPool) (*evConn, error) {
 	family := unix.AF_INET
 	if p.v6 {
 		family = unix.AF_INET6
@@ -118,7 +118,6 @@ func (l *h1loop) dial(p *evPool, up *upstream) (*evConn, error) {
 		unix.Close(fd)
 		return nil, errors.New("epoll_ctl failed")
 	}
-	_ = up
 	return uc, nil
 }
 

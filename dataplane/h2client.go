@@ -327,9 +327,13 @@ func (cc *h2Conn) close(err error) {
 }
 
 // flush asks the flusher to write the buffered frames out.
-func (cc *h2Conn) flush() {
+func (cc *h2Conn) flush() { poke(cc.flushCh) }
+
+// poke wakes the goroutine waiting on ch (capacity 1), if it is not
+// already due to wake.
+func poke(ch chan struct{}) {
 	select {
-	case cc.flushCh <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

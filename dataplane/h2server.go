@@ -203,12 +203,7 @@ func (sc *h2srvConn) shutdown(err error) {
 	_ = sc.nc.Close()
 }
 
-func (sc *h2srvConn) flush() {
-	select {
-	case sc.flushCh <- struct{}{}:
-	default:
-	}
-}
+func (sc *h2srvConn) flush() { poke(sc.flushCh) }
 
 // flushLoop writes out buffered frames once the goroutines producing them
 // yielded.
