@@ -207,7 +207,7 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 	cc.fr.MaxHeaderListSize = h2MaxHeaderList
 	cc.fields = newH2FieldReader(cc.fr, h2MaxHeaderList)
 	cc.fr.SetReuseFrames()
-	cc.henc = hpack.NewEncoder(&cc.hbuf)
+	cc.henc = newH2Encoder(&cc.hbuf)
 	cc.cond = sync.NewCond(&cc.mu)
 	// Preface, settings and the connection window, in one write.
 	_, _ = cc.bw.WriteString(http2.ClientPreface)
@@ -256,7 +256,7 @@ type h2Conn struct {
 
 	wmu    sync.Mutex
 	bw     *bufio.Writer
-	henc   *hpack.Encoder
+	henc   *h2Encoder
 	hbuf   bytes.Buffer
 	nextID uint32
 	werr   error
@@ -507,8 +507,6 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 				st.sendWin += delta
 			}
 			cc.initWin = int64(s.Val)
-		case http2.SettingHeaderTableSize:
-			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
 		}
 		return nil
 	})

@@ -65,7 +65,7 @@ type h2srvConn struct {
 
 	wmu     sync.Mutex
 	bw      *h2WriteBuf
-	henc    *hpack.Encoder
+	henc    *h2Encoder
 	hbuf    bytes.Buffer
 	werr    error
 	flushCh chan struct{}
@@ -110,7 +110,7 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 	sc.fr.MaxHeaderListSize = h2SrvMaxHeader
 	sc.fields = newH2FieldReader(sc.fr, h2SrvMaxHeader)
 	sc.fr.SetReuseFrames()
-	sc.henc = hpack.NewEncoder(&sc.hbuf)
+	sc.henc = newH2Encoder(&sc.hbuf)
 	if base == nil {
 		base = context.Background()
 	}
@@ -292,8 +292,6 @@ func (sc *h2srvConn) onSettings(f *http2.SettingsFrame) error {
 				}
 			}
 			sc.initWin = int64(s.Val)
-		case http2.SettingHeaderTableSize:
-			sc.henc.SetMaxDynamicTableSizeLimit(s.Val)
 		}
 		return nil
 	})

@@ -15,17 +15,45 @@ import (
 type h2srvCtx struct {
 	parent context.Context
 
-	mu    sync.Mutex
-	done  chan struct{}
-	err   error
-	abort *h2Stream // aborted at cancel
-	funcs []*h2srvAfter
+	mu       sync.Mutex
+	done     chan struct{}
+	err      error
+	abort    *h2Stream // aborted at cancel
+	funcs    []*h2srvAfter
+	deadline time.Time   // set by setTimeout (grpc-timeout)
+	timer    *time.Timer // expires c at deadline
 }
 
 type h2srvAfter struct{ f func() }
 
-func (c *h2srvCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
-func (c *h2srvCtx) Value(key any) any           { return c.parent.Value(key) }
+func (c *h2srvCtx) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	d := c.deadline
+	c.mu.Unlock()
+	if !d.IsZero() {
+		return d, true
+	}
+	return c.parent.Deadline()
+}
+
+func (c *h2srvCtx) Value(key any) any { return c.parent.Value(key) }
+
+// setTimeout makes c expire (Err: context.DeadlineExceeded) after d, as
+// context.WithTimeout(c, d) would, without a derived context: the h2
+// client keeps its direct abort (setAbort), and a request costs one timer
+// instead of a timer context, a cancel context and an AfterFunc record.
+// The parent has no deadline (newRequest).
+func (c *h2srvCtx) setTimeout(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || !c.deadline.IsZero() {
+		return
+	}
+	c.deadline = time.Now().Add(d)
+	c.timer = time.AfterFunc(d, c.expire)
+}
+
+func (c *h2srvCtx) expire() { c.end(context.DeadlineExceeded) }
 
 func (c *h2srvCtx) Done() <-chan struct{} {
 	c.mu.Lock()
@@ -92,21 +120,27 @@ func (c *h2srvCtx) clearAbort(s *h2Stream) {
 }
 
 // cancel cancels c, once.
-func (c *h2srvCtx) cancel() {
+func (c *h2srvCtx) cancel() { c.end(context.Canceled) }
+
+// end ends c with err, once.
+func (c *h2srvCtx) end(err error) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.err = context.Canceled
+	c.err = err
 	if c.done != nil {
 		close(c.done)
+	}
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 	s, funcs := c.abort, c.funcs
 	c.abort, c.funcs = nil, nil
 	c.mu.Unlock()
 	if s != nil {
-		h2Go(h2Func(func() { s.abort(context.Canceled) })) // not on the caller's goroutine, as context.AfterFunc
+		h2Go(h2Func(func() { s.abort(err) })) // not on the caller's goroutine, as context.AfterFunc
 	}
 	for _, a := range funcs {
 		go a.f()

@@ -106,12 +106,24 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	ctx := r.Context()
 	if gt := headerValue(r.Header, "Grpc-Timeout"); gt != "" {
 		if to, ok := parseGRPCTimeout(gt); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, to)
-			defer cancel()
+			if sctx, ok := ctx.(*h2srvCtx); ok {
+				sctx.setTimeout(to) // ends with the stream (h2srvctx.go)
+			} else {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, to)
+				defer cancel()
+			}
 		}
 	}
-	out := c.upstreamRequest(ctx, up.grpc)
+	// The hash key reads the request as the client sent it, before
+	// upstreamRequest may edit its header in place.
+	att := &c.att // in c: no allocation of its own
+	if up.keySpec != nil {
+		att.ResetBytes(up.keySpec.Append(nil, c.exprVars()), up.hf)
+	} else {
+		att.Reset("", up.hf)
+	}
+	out := c.upstreamRequest(ctx, up.grpc, ch.Empty())
 	var body *onceBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &c.obody
@@ -122,12 +134,6 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	var start time.Time
 	if up.retryTO > 0 {
 		start = time.Now()
-	}
-	att := &c.att // in c: no allocation of its own
-	if up.keySpec != nil {
-		att.ResetBytes(up.keySpec.Append(nil, c.exprVars()), up.hf)
-	} else {
-		att.Reset("", up.hf)
 	}
 	var resp *http.Response
 	var err error
@@ -254,8 +260,10 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 // ctx: a copy of c.r (kept in c) whose header has no hop-by-hop fields
 // (but TE for gRPC) and has the X-Forwarded-* ones. As r.Clone, with
 // fewer allocations: the request and URL are in c, the header and its
-// values are sized for the fields added.
-func (c *h2Ctx) upstreamRequest(ctx context.Context, isGRPC bool) *http.Request {
+// values are sized for the fields added. With inPlace (no plugin on the
+// route, so nothing reads the client's header after this) the header of
+// c.r itself is edited and sent: no copy.
+func (c *h2Ctx) upstreamRequest(ctx context.Context, isGRPC, inPlace bool) *http.Request {
 	r := c.r
 	if ctx == r.Context() {
 		c.out = *r // the same context: no WithContext copy
@@ -276,11 +284,18 @@ func (c *h2Ctx) upstreamRequest(ctx context.Context, isGRPC bool) *http.Request 
 	if r.TransferEncoding != nil {
 		out.TransferEncoding = slices.Clone(r.TransferEncoding)
 	}
+	const nFwd = 5 // fields setForwarded may add
+	if inPlace {
+		h := r.Header
+		deleteHop(h, isGRPC)
+		out.Header = h
+		setForwarded(h, c, r, make([]string, 0, nFwd))
+		return out
+	}
 	nv := 0
 	for _, vv := range r.Header {
 		nv += len(vv)
 	}
-	const nFwd = 5 // fields setForwarded may add
 	h := make(http.Header, len(r.Header)+nFwd)
 	vals := make([]string, nv, nv+nFwd)
 	sv := vals
@@ -293,15 +308,20 @@ func (c *h2Ctx) upstreamRequest(ctx context.Context, isGRPC bool) *http.Request 
 		h[k] = sv[:n:n]
 		sv = sv[n:]
 	}
+	deleteHop(h, isGRPC)
+	out.Header = h
+	setForwarded(h, c, r, vals[nv:nv:nv+nFwd])
+	return out
+}
+
+// deleteHop deletes the hop-by-hop fields of h, but TE for gRPC.
+func deleteHop(h http.Header, isGRPC bool) {
 	for _, k := range hopHeaders {
 		if k == "Te" && isGRPC {
 			continue
 		}
 		delete(h, k) // canonical already: no Del's canonicalization
 	}
-	out.Header = h
-	setForwarded(h, c, r, vals[nv:nv:nv+nFwd])
-	return out
 }
 
 // setForwarded sets the X-Forwarded-* and X-Real-Ip fields of h, the

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,8 @@ func TestApplyGC(t *testing.T) {
 	}{
 		{"default", 0, "", defaultGCPercent},
 		{"flag wins", 80, "200", 80},
-		{"env kept", 0, "200", 100}, // the runtime read GOGC at start; applyGC leaves it
+		{"env", 0, "200", 200},
+		{"env off", 0, "off", -1},
 		{"off", -1, "", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,11 +76,86 @@ func TestApplyGC(t *testing.T) {
 				os.Unsetenv("GOGC")
 			}
 			c := memConfig{gcPercent: tc.flag}
-			c.applyGC(slog.New(slog.DiscardHandler))
+			if stop := c.applyGC(slog.New(slog.DiscardHandler)); stop != nil {
+				t.Fatal("floor started with gcHeadroom 0")
+			}
 			if got := debug.SetGCPercent(100); got != tc.want {
 				t.Fatalf("GC percent %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestGCFloorPercent(t *testing.T) {
+	f := gcFloor{base: 50, headroom: 8 << 20}
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 225},        // unknown: as 1 MiB; the heap minimum bounds it
+		{1 << 20, 225},  // 8 MiB above 1 MiB would be 800, but 4 MiB*8 = 32 MiB
+		{3 << 20, 266},  // 8 MiB above 3 MiB
+		{4 << 20, 200},  // 8 MiB above 4 MiB
+		{12 << 20, 66},  // 100*8/12
+		{16 << 20, 50},  // base already gives 8 MiB
+		{100 << 20, 50}, // large heaps keep their 1.5x bound
+	} {
+		if got := f.percent(tc.live); got != tc.want {
+			t.Errorf("percent(%d) = %d, want %d", tc.live, got, tc.want)
+		}
+	}
+}
+
+// The floor cuts collections while the live heap is small: 64 MiB of
+// short-lived garbage with a ~zero live heap takes dozens of cycles at
+// GOGC 50 and at most a few with a 32 MiB floor; stop restores the base.
+func TestGCFloorCollections(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	cycles := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	var sink []byte
+	churn := func() uint64 {
+		runtime.GC()
+		before := cycles()
+		for range 64 << 10 {
+			sink = make([]byte, 1024)
+		}
+		_ = sink
+		return cycles() - before
+	}
+	c := memConfig{gcPercent: 50}
+	c.applyGC(slog.New(slog.DiscardHandler))
+	base := churn()
+	c.gcHeadroom = 32 << 20
+	stop := c.applyGC(slog.New(slog.DiscardHandler))
+	if stop == nil {
+		t.Fatal("no floor started")
+	}
+	runtime.GC() // the floor tunes after a collection
+	floored := churn()
+	stop()
+	if got := debug.SetGCPercent(50); got != 50 {
+		t.Errorf("after stop GC percent %d, want 50", got)
+	}
+	t.Logf("GC cycles for 64 MiB of garbage: %d at GOGC 50, %d with a 32 MiB floor", base, floored)
+	if base < 8 || floored > 4 {
+		t.Fatalf("cycles %d without floor, %d with: the floor did not take effect", base, floored)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]uint64{"0": 0, "4096": 4096, "8MiB": 8 << 20, "1GiB": 1 << 30, "16KiB": 16 << 10} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "8MB", "-1", "x", "99999999999GiB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q): no error", in)
+		}
 	}
 }
 

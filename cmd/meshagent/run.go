@@ -119,7 +119,9 @@ func runRun(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cfg.mem.applyGC(log) // --- memory tuning (memory.go) ---
+	if stop := cfg.mem.applyGC(log); stop != nil { // --- memory tuning (memory.go) ---
+		defer stop()
+	}
 
 	// --- capture (run_capture.go): the startup gate binds its queue
 	// before anything else, then self-managed rules are installed. ---
