@@ -2,8 +2,6 @@ package dataplane
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -11,13 +9,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 )
-
-// errBadChunk is returned for an upstream body whose chunked encoding is
-// malformed.
-var errBadChunk = errors.New("dataplane: malformed chunked encoding from upstream")
-
-// maxTrailerLines bounds the trailer section of a chunked upstream body.
-const maxTrailerLines = 64
 
 // bodyMode is how the end of an upstream response body is found.
 type bodyMode uint8
@@ -53,12 +44,10 @@ type upstreamBody struct {
 	client net.Conn
 	sendTO time.Duration
 	mode   bodyMode
-	// left is what remains of the body (bodyLength) or of the current
-	// chunk (bodyChunked).
-	left int64
-	crlf bool  // the CRLF ending a chunk's data is still to be read
-	done bool  // the body was read to its end
-	err  error // sticky: io.EOF once done
+	left   int64        // what remains of the body (bodyLength)
+	chunk  chunkScanner // where the body is (bodyChunked)
+	done   bool         // the body was read to its end
+	err    error        // sticky: io.EOF once done
 }
 
 var upstreamBodyPool = sync.Pool{New: func() any { return &upstreamBody{} }}
@@ -89,8 +78,8 @@ func (b *upstreamBody) start(p *hostPool, hc *fasthttp.HostClient, cc any, conn 
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) && b.err == nil {
-		if n > 0 && !b.ready() {
-			break
+		if n > 0 && b.br.Buffered() == 0 {
+			break // the next read may block
 		}
 		m, err := b.read(p[n:])
 		n += m
@@ -140,27 +129,7 @@ func (b *upstreamBody) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// ready reports whether the next read needs no more than what is
-// buffered (a chunk's data, or its CRLF and the next chunk-size line).
-func (b *upstreamBody) ready() bool {
-	k := b.br.Buffered()
-	if k == 0 {
-		return false
-	}
-	if b.mode != bodyChunked || b.left > 0 {
-		return true
-	}
-	buf, _ := b.br.Peek(k)
-	if b.crlf {
-		if k < 2 {
-			return false
-		}
-		buf = buf[2:]
-	}
-	return bytes.IndexByte(buf, '\n') >= 0
-}
-
-// read reads once; it may return 0, nil (a chunk header was read).
+// read reads once; it may return 0, nil (chunk framing was read).
 func (b *upstreamBody) read(p []byte) (int, error) {
 	if b.readTO > 0 && b.br.Buffered() == 0 {
 		if err := b.conn.SetReadDeadline(time.Now().Add(b.readTO)); err != nil {
@@ -174,143 +143,51 @@ func (b *upstreamBody) read(p []byte) (int, error) {
 		if b.left == 0 {
 			return 0, io.EOF
 		}
-		return b.readData(p)
-	}
-	if b.left > 0 {
-		return b.readData(p)
-	}
-	if b.crlf {
-		if err := b.readCRLF(); err != nil {
-			return 0, err
+		n, err := b.readData(p, b.left)
+		b.left -= int64(n)
+		if b.left == 0 && err == nil {
+			err = io.EOF
 		}
-		b.crlf = false
+		return n, err
 	}
-	size, err := b.chunkHeader()
-	if err != nil {
-		return 0, err
+	if k := b.chunk.dataLeft(); k > 0 {
+		n, err := b.readData(p, k)
+		b.chunk.took(n)
+		return n, err
 	}
-	if size == 0 {
-		return 0, b.trailer()
-	}
-	b.left = size
-	return 0, nil
+	return 0, b.readFrame()
 }
 
-// readData reads at most b.left bytes of body data.
-func (b *upstreamBody) readData(p []byte) (int, error) {
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
+// readData reads at most left bytes of body data.
+func (b *upstreamBody) readData(p []byte, left int64) (int, error) {
+	if int64(len(p)) > left {
+		p = p[:left]
 	}
 	n, err := b.br.Read(p)
-	b.left -= int64(n)
-	if err == io.EOF {
-		return n, io.ErrUnexpectedEOF
-	}
-	if b.left == 0 {
-		if b.mode == bodyLength {
-			return n, io.EOF
-		}
-		b.crlf = true
-	}
-	return n, err
+	return n, unexpected(err)
 }
 
-// readCRLF reads the CRLF ending a chunk's data.
-func (b *upstreamBody) readCRLF() error {
-	for _, want := range [2]byte{'\r', '\n'} {
-		c, err := b.br.ReadByte()
-		if err != nil {
-			return unexpected(err)
-		}
-		if c != want {
-			return errBadChunk
-		}
+// readFrame consumes the chunk framing that is buffered, first waiting
+// for a byte if none is; io.EOF once the body ended.
+func (b *upstreamBody) readFrame() error {
+	if _, err := b.br.Peek(1); err != nil {
+		return unexpected(err)
 	}
-	return nil
-}
-
-// chunkHeader reads a chunk-size line and returns the size.
-func (b *upstreamBody) chunkHeader() (int64, error) {
-	line, err := b.br.ReadSlice('\n')
+	buf, err := b.br.Peek(b.br.Buffered())
 	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return 0, errBadChunk
-		}
-		return 0, unexpected(err)
+		return err
 	}
-	return parseChunkSize(line)
-}
-
-// parseChunkSize parses a chunk-size line (RFC 9112 7.1): hex digits,
-// optional whitespace and extensions, CRLF.
-func parseChunkSize(line []byte) (int64, error) {
-	var size int64
-	i := 0
-	for ; i < len(line); i++ {
-		c := line[i]
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			goto rest
-		}
-		if i >= 15 { // 2^60: no body is that large
-			return 0, errBadChunk
-		}
-		size = size<<4 | int64(d)
+	n, ferr := b.chunk.frame(buf)
+	if _, err := b.br.Discard(n); err != nil {
+		return err
 	}
-rest:
-	if i == 0 {
-		return 0, errBadChunk
+	if ferr != nil {
+		return ferr
 	}
-	for ; i < len(line); i++ {
-		switch line[i] {
-		case ' ', '\t':
-		case ';', '\r', '\n':
-			return size, checkLineEnd(line[i:])
-		default:
-			return 0, errBadChunk
-		}
-	}
-	return 0, errBadChunk
-}
-
-// checkLineEnd checks that rest (extensions included) ends with CRLF and
-// holds no other CR or LF.
-func checkLineEnd(rest []byte) error {
-	n := len(rest)
-	if n < 2 || rest[n-2] != '\r' || rest[n-1] != '\n' {
-		return errBadChunk
-	}
-	for _, c := range rest[:n-2] {
-		if c == '\r' || c == '\n' {
-			return errBadChunk
-		}
+	if b.chunk.done() {
+		return io.EOF
 	}
 	return nil
-}
-
-// trailer reads the trailer section after the last chunk, dropping it,
-// and returns io.EOF when it ended well.
-func (b *upstreamBody) trailer() error {
-	for range maxTrailerLines {
-		line, err := b.br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return errBadChunk
-			}
-			return unexpected(err)
-		}
-		if len(line) == 2 && line[0] == '\r' || len(line) == 1 {
-			return io.EOF
-		}
-	}
-	return errBadChunk
 }
 
 func unexpected(err error) error {

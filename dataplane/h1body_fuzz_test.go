@@ -11,20 +11,29 @@ import (
 // readChunked decodes data as a chunked upstream body, reading step
 // bytes at a time (step 0: io.ReadAll).
 func readChunked(data []byte, step int) ([]byte, error) {
-	b := &upstreamBody{br: bufio.NewReaderSize(bytes.NewReader(data), 64), mode: bodyChunked}
+	out, _, err := decodeChunked(data, step)
+	return out, err
+}
+
+// decodeChunked is readChunked that also returns how many bytes of data
+// the body took from the connection.
+func decodeChunked(data []byte, step int) (out []byte, used int, err error) {
+	r := bytes.NewReader(data)
+	b := &upstreamBody{br: bufio.NewReaderSize(r, 64), mode: bodyChunked}
+	defer func() { used = len(data) - r.Len() - b.br.Buffered() }()
 	if step <= 0 {
-		return io.ReadAll(b)
+		out, err = io.ReadAll(b)
+		return out, 0, err
 	}
-	var out []byte
 	buf := make([]byte, step)
 	for {
 		n, err := b.Read(buf)
 		out = append(out, buf[:n]...)
 		if err == io.EOF {
-			return out, nil
+			return out, 0, nil
 		}
 		if err != nil {
-			return out, err
+			return out, 0, err
 		}
 	}
 }

@@ -643,7 +643,7 @@ func (x *exchange) respDone() bool {
 	case bodyLength:
 		return x.left == 0
 	case bodyChunked:
-		return x.chunk.st == chDone
+		return x.chunk.done()
 	}
 	return x.eof // bodyUntilClose: the upstream's EOF, then the last chunk
 }

@@ -606,7 +606,7 @@ type exchange struct {
 	started  bool   // response head parsed
 	resp     respHead
 	left     int64
-	chunk    chunkState
+	chunk    chunkScanner
 	out      []byte // pending to the client: head ...
 	out2     []byte // ... then body bytes (in the upstream's buffer)
 	obuf     []byte

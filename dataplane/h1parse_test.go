@@ -112,27 +112,6 @@ func TestParseRespHead(t *testing.T) {
 	}
 }
 
-func TestChunkState(t *testing.T) {
-	body := "5;ext=1\r\nhello\r\n0000A\r\n0123456789\r\n0\r\nTrailer-X: y\r\n\r\n"
-	for split := 1; split < len(body); split++ {
-		var s chunkState
-		n1, done1, err := s.feed([]byte(body[:split]))
-		if err != nil || done1 || n1 != split {
-			t.Fatalf("split %d: first part n %d done %v err %v", split, n1, done1, err)
-		}
-		n2, done, err := s.feed([]byte(body[split:] + "GET / HTTP/1.1"))
-		if err != nil || !done || n1+n2 != len(body) {
-			t.Fatalf("split %d: n %d done %v err %v", split, n1+n2, done, err)
-		}
-	}
-	for _, bad := range []string{"x\r\n", "\r\n", "5\r\nhelloX", "5\nhello", "ffffffffffffffff1\r\n"} {
-		var s chunkState
-		if _, _, err := s.feed([]byte(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 // FuzzParseReqHead: request heads are untrusted bytes from clients.
 func FuzzParseReqHead(f *testing.F) {
 	f.Add([]byte("GET /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"))
@@ -171,30 +150,6 @@ func FuzzParseRespHead(f *testing.F) {
 		}
 		if h.mode == bodyLength && h.length < 0 {
 			t.Fatalf("length mode without a length: %q", b)
-		}
-	})
-}
-
-// FuzzChunkState: chunked bodies are untrusted bytes from upstreams.
-func FuzzChunkState(f *testing.F) {
-	f.Add([]byte("3\r\nabc\r\n0\r\n\r\n"), 2)
-	f.Fuzz(func(t *testing.T, b []byte, split int) {
-		if split < 0 || split > len(b) {
-			split = len(b) / 2
-		}
-		var s1, s2 chunkState
-		n, done, err := s1.feed(b)
-		if n > len(b) || done && err != nil {
-			t.Fatalf("n %d done %v err %v", n, done, err)
-		}
-		// Fed in two parts, the same bytes give the same verdict.
-		a, d1, e1 := s2.feed(b[:split])
-		if e1 != nil || d1 {
-			return
-		}
-		c, d2, e2 := s2.feed(b[split:])
-		if (e2 != nil) != (err != nil) || d2 != done || err == nil && a+c != n {
-			t.Fatalf("split %d: %d/%v/%v vs %d/%v/%v", split, a+c, d2, e2, n, done, err)
 		}
 	})
 }

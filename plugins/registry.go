@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"sync/atomic"
 )
 
@@ -30,7 +29,7 @@ var (
 
 // Register adds a plugin. It must be called from an init function: it
 // panics on a duplicate name, an empty name, a nil factory, or once the
-// registry has been read (Lookup, Names).
+// registry has been read (Lookup).
 func Register(p Plugin) {
 	if sealed.Load() {
 		panic("plugins: Register(" + p.Name + ") after the registry was read; register from init")
@@ -49,17 +48,6 @@ func Lookup(name string) (Plugin, bool) {
 	sealed.Store(true)
 	p, ok := registry[name]
 	return p, ok
-}
-
-// Names returns the registered plugin names, sorted.
-func Names() []string {
-	sealed.Store(true)
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Build decodes one plugin config with the registered factory. Errors
