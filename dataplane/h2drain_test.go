@@ -193,7 +193,7 @@ func TestH2DrainOnChainChange(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", url+"/slow", nil)
 	req.Header.Set("Accept", "text/event-stream") // streamed, not buffered
-	slow, err := ca.Do(req) // stream 3, in flight
+	slow, err := ca.Do(req)                       // stream 3, in flight
 	if err != nil {
 		t.Fatal(err)
 	}
