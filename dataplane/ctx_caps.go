@@ -91,7 +91,24 @@ func (c *h2Ctx) VisitResponseHeaders(fn func(name, value []byte)) {
 	}
 }
 
+// SetResponseStatus implements plugins.ResponseStatusSetter: the status
+// of the upstream's response (or of the local one).
+func (c *h1Ctx) SetResponseStatus(code int) { c.fc.Response.SetStatusCode(code) }
+
+// SetResponseStatus implements plugins.ResponseStatusSetter: the status
+// written once the header filters ran (forwardHTTP, forwardHTTPViaH1).
+func (c *h2Ctx) SetResponseStatus(code int) {
+	if c.responded {
+		c.status = code
+	}
+	if c.resp != nil {
+		c.resp.StatusCode = code
+	}
+}
+
 var (
+	_ plugins.ResponseStatusSetter  = (*h1Ctx)(nil)
+	_ plugins.ResponseStatusSetter  = (*h2Ctx)(nil)
 	_ plugins.ConsumerCtx           = (*h1Ctx)(nil)
 	_ plugins.Stash                 = (*h1Ctx)(nil)
 	_ plugins.HeaderVisitor         = (*h1Ctx)(nil)

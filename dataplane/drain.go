@@ -15,7 +15,9 @@ import (
 // does, when a listener update changes or removes that chain, or removes
 // the listener, the connection is drained: its next response says
 // Connection: close and the connection closes after it. Idle connections
-// are left to the idle timeout.
+// are left to the idle timeout. An HTTP/2 connection is told at once
+// (watch): it sends GOAWAY and closes once its streams are done
+// (h2drain.go).
 
 // chainDrain is the drain state of a filter chain; the compiled versions
 // of a chain unchanged by listener updates share one.
@@ -50,6 +52,9 @@ type drainSet struct {
 type drainEntry struct {
 	dr   *chainDrain
 	refs int
+	// onDrain is called, in a goroutine of its own, when dr drains (an
+	// HTTP/2 connection: watch); nil: none.
+	onDrain func()
 }
 
 // track records that c is served by the chain of dr until the returned
@@ -100,6 +105,34 @@ func (s *drainSet) adopt(c net.Conn) (*chainDrain, func()) {
 	return e.dr, s.track(c, e.dr)
 }
 
+// watch tracks c once more, as adopt, for a connection told when its
+// chain drains: f is called then, in a goroutine of its own (at once if
+// the chain drains already), until the returned function is called. It
+// returns nil when c is not served by a filter chain.
+func (s *drainSet) watch(c net.Conn, f func()) func() {
+	dr, untrack := s.adopt(c)
+	if dr == nil {
+		return nil
+	}
+	k := connKeyOf(c.LocalAddr(), c.RemoteAddr())
+	s.mu.Lock()
+	e := s.conns[k] // adopt's: dr's
+	e.onDrain = f
+	on := dr.on.Load() // set under s.mu: either drain or watch calls f
+	s.mu.Unlock()
+	if on {
+		go f()
+	}
+	return func() {
+		s.mu.Lock()
+		if s.conns[k] == e {
+			e.onDrain = nil
+		}
+		s.mu.Unlock()
+		untrack()
+	}
+}
+
 // drain marks dr draining.
 func (s *drainSet) drain(dr *chainDrain) {
 	s.mu.Lock()
@@ -110,6 +143,9 @@ func (s *drainSet) drain(dr *chainDrain) {
 	for _, e := range s.conns {
 		if e.dr == dr {
 			s.n.Add(1)
+			if e.onDrain != nil {
+				go e.onDrain()
+			}
 		}
 	}
 }

@@ -82,6 +82,11 @@ type h2srvConn struct {
 	inflow     int64 // connection receive window left
 	recvCredit int64 // connection window consumed, not yet returned
 	closed     bool
+	// Drain (h2drain.go): goaway, GOAWAY sent, refuses new streams; the
+	// timers close the connection.
+	goaway     bool
+	drainTimer *time.Timer
+	closeTimer *time.Timer
 }
 
 // serveH2 serves HTTP/2 on c (after the sniffer, or TLS with ALPN h2)
@@ -151,6 +156,11 @@ func (sc *h2srvConn) serve() error {
 	_ = sc.fr.WriteWindowUpdate(0, h2SrvConnWindow-65535)
 	sc.wmu.Unlock()
 	sc.flush()
+	// A connection of a filter chain is drained when the chain changes
+	// (drain.go, h2drain.go); after the SETTINGS, which come first.
+	if untrack := sc.d.servers.drains.watch(sc.nc, sc.drain); untrack != nil {
+		defer untrack()
+	}
 	for {
 		f, err := sc.fields.ReadFrame()
 		if err != nil {
@@ -182,6 +192,7 @@ func (sc *h2srvConn) shutdown(err error) {
 	}
 	sc.mu.Lock()
 	sc.closed = true
+	sc.stopDrainLocked()
 	streams := make([]*h2srvStream, 0, len(sc.streams))
 	for _, s := range sc.streams {
 		streams = append(streams, s)
@@ -343,9 +354,9 @@ func (sc *h2srvConn) onHeaders(f *h2Fields) error {
 		}
 		return sc.onTrailers(s, f)
 	}
-	sc.maxID = id
 	sc.mu.Lock()
-	refuse := len(sc.streams) >= h2SrvMaxStreams || sc.handlers >= h2SrvMaxStreams+h2SrvHandlerSlack
+	sc.maxID = id // written under mu: drain reads it
+	refuse := sc.goaway || len(sc.streams) >= h2SrvMaxStreams || sc.handlers >= h2SrvMaxStreams+h2SrvHandlerSlack
 	sc.mu.Unlock()
 	if refuse {
 		sc.resetID(id, http2.ErrCodeRefusedStream)
@@ -646,6 +657,7 @@ func (sc *h2srvConn) forgetLocked(s *h2srvStream) {
 		s.rbuf.Reset()
 	}
 	sc.cond.Broadcast()
+	sc.doneLocked() // a draining connection closes with its last stream (h2drain.go)
 }
 
 // runTask implements h2Task: runHandler, on a worker of h2Go.

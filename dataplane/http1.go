@@ -44,6 +44,8 @@ type servers struct {
 	send time.Duration
 	// drains tracks the connections of filter chains (drain.go).
 	drains drainSet
+	// h2drain overrides h2DrainTimeout when set (tests).
+	h2drain time.Duration
 }
 
 // sendTimeout bounds each write of a streamed response body to a client.

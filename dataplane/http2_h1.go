@@ -241,7 +241,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		d.writeH2Local(c)
 		return
 	}
-	status := resp.StatusCode()
+	status := c.resp.StatusCode // the header filters' (ResponseStatusSetter)
 	if !stream || resp.BodyStream() == nil {
 		if r.Method == http.MethodHead {
 			if cl := resp.Header.ContentLength(); cl >= 0 {

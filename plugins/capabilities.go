@@ -44,6 +44,14 @@ type ConsumerCtx interface {
 	SetConsumer(c *Consumer)
 }
 
+// ResponseStatusSetter is a Ctx capability: a header_filter changes the
+// status of the upstream's response, as APISIX's ngx.status, without
+// taking over its body (Respond), which then streams on. Both contexts
+// of the data plane implement it.
+type ResponseStatusSetter interface {
+	SetResponseStatus(code int)
+}
+
 // HeaderVisitor is a Ctx capability: visit every request header.
 type HeaderVisitor interface {
 	VisitHeaders(fn func(name, value []byte))

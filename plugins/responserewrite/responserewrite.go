@@ -2,6 +2,11 @@
 // the status, headers and body of the upstream's response, optionally only
 // when a vars expression matches, and can rewrite the body with regex
 // filters.
+//
+// As in APISIX, the status and headers change in the header_filter phase
+// and the body in the body_filter phase. A config without body or
+// filters builds a filter with no body_filter phase, so the data plane
+// streams the response body instead of buffering it.
 package responserewrite
 
 import (
@@ -56,7 +61,7 @@ type headerOp struct {
 	op    int // 0 set, 1 add, 2 remove
 }
 
-type bodyFilter struct {
+type regexFilter struct {
 	re     *regexp.Regexp
 	global bool
 	repl   string
@@ -68,8 +73,12 @@ type filter struct {
 	hasBody bool
 	headers []headerOp
 	vars    plugins.VarsMatcher
-	filters []bodyFilter
+	filters []regexFilter
 }
+
+// bodyRewrite is a filter that rewrites the body too: it has a
+// body_filter phase, for which the data plane buffers the body.
+type bodyRewrite struct{ *filter }
 
 // New validates cfg and builds the filter.
 func New(raw json.RawMessage, b plugins.Builder) (any, error) {
@@ -125,12 +134,15 @@ func New(raw json.RawMessage, b plugins.Builder) (any, error) {
 		default:
 			return nil, plugins.Invalid(field+".scope", `must be "once" or "global"`)
 		}
-		f.filters = append(f.filters, bodyFilter{re: re, global: fl.Scope == "global", repl: fl.Replace})
+		f.filters = append(f.filters, regexFilter{re: re, global: fl.Scope == "global", repl: fl.Replace})
 	}
 	if f.status == 0 && !f.hasBody && len(f.headers) == 0 && len(f.filters) == 0 {
 		return nil, plugins.Invalid("status_code|body|headers|filters", "at least one is required")
 	}
-	return f, nil
+	if f.hasBody || len(f.filters) > 0 {
+		return bodyRewrite{f}, nil
+	}
+	return f, nil // no body_filter: the body streams
 }
 
 func (f *filter) parseHeaders(raw json.RawMessage) error {
@@ -180,10 +192,15 @@ func (f *filter) parseHeaders(raw json.RawMessage) error {
 
 func (f *filter) applies(c plugins.Ctx) bool { return f.vars == nil || f.vars.Match(c) }
 
-// HeaderFilter rewrites response headers.
+// HeaderFilter rewrites the status and headers.
 func (f *filter) HeaderFilter(c plugins.Ctx) plugins.Status {
 	if !f.applies(c) {
 		return plugins.Continue
+	}
+	if f.status != 0 {
+		if s, ok := c.(plugins.ResponseStatusSetter); ok {
+			s.SetResponseStatus(f.status)
+		}
 	}
 	for _, h := range f.headers {
 		switch h.op {
@@ -202,9 +219,9 @@ func (f *filter) HeaderFilter(c plugins.Ctx) plugins.Status {
 	return plugins.Continue
 }
 
-// BodyFilter rewrites the status and body.
-func (f *filter) BodyFilter(c plugins.Ctx) plugins.Status {
-	if !f.applies(c) || (f.status == 0 && !f.hasBody && len(f.filters) == 0) {
+// BodyFilter rewrites the body; the status is the header filter's.
+func (f bodyRewrite) BodyFilter(c plugins.Ctx) plugins.Status {
+	if !f.applies(c) {
 		return plugins.Continue
 	}
 	status := c.Status()
@@ -231,5 +248,6 @@ func (f *filter) BodyFilter(c plugins.Ctx) plugins.Status {
 
 var (
 	_ plugins.HeaderFilter = (*filter)(nil)
-	_ plugins.BodyFilter   = (*filter)(nil)
+	_ plugins.HeaderFilter = bodyRewrite{}
+	_ plugins.BodyFilter   = bodyRewrite{}
 )
