@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -241,7 +242,7 @@ func (t *h2Transport) newConn(ctx context.Context, p *h2Pool) (*h2Conn, error) {
 	_ = nc.SetReadDeadline(time.Time{})
 	cc.ping = time.AfterFunc(h2PingInterval, cc.healthCheck)
 	go cc.readLoop()
-	go cc.flushLoop()
+	go h2FlushLoop(cc.flushCh, cc.done, false, cc.flushOut)
 	return cc, nil
 }
 
@@ -338,26 +339,37 @@ func poke(ch chan struct{}) {
 	}
 }
 
-// flushLoop writes out buffered frames, after the writers that asked for
-// it yielded, so frames of several streams share a write.
-func (cc *h2Conn) flushLoop() {
+// flushOut writes out the buffered frames; a failed write closes the
+// connection.
+func (cc *h2Conn) flushOut() error {
+	cc.wmu.Lock()
+	var err error
+	if cc.bw.Buffered() > 0 && cc.werr == nil {
+		if err = cc.bw.Flush(); err != nil {
+			cc.werr = err
+		}
+	}
+	cc.wmu.Unlock()
+	if err != nil {
+		cc.close(err)
+	}
+	return err
+}
+
+// h2FlushLoop calls flushOut each time ch is poked, until done or a
+// write fails; frames of all the streams that wrote meanwhile share the
+// write. With yield, it first lets the goroutines that poked write on.
+func h2FlushLoop(ch chan struct{}, done <-chan struct{}, yield bool, flushOut func() error) {
 	for {
 		select {
-		case <-cc.flushCh:
-		case <-cc.done:
+		case <-ch:
+		case <-done:
 			return
 		}
-		cc.wmu.Lock()
-		var err error
-		if cc.bw.Buffered() > 0 && cc.werr == nil {
-			err = cc.bw.Flush()
-			if err != nil {
-				cc.werr = err
-			}
+		if yield {
+			runtime.Gosched()
 		}
-		cc.wmu.Unlock()
-		if err != nil {
-			cc.close(err)
+		if flushOut() != nil {
 			return
 		}
 	}

@@ -131,7 +131,10 @@ func (d *Dataplane) serveH2(c net.Conn, base context.Context, h http.Handler) {
 		st := cs.ConnectionState()
 		sc.tls = &st
 	}
-	go sc.flushLoop()
+	// Yield before each write: the flusher, readied by the first frame of
+	// an answer, would otherwise run as soon as its writer blocks, before
+	// the next frame of the same answer.
+	go h2FlushLoop(sc.flushCh, sc.done, true, sc.flushOut)
 	err := sc.serve()
 	sc.shutdown(err)
 }
@@ -216,28 +219,42 @@ func (sc *h2srvConn) shutdown(err error) {
 
 func (sc *h2srvConn) flush() { poke(sc.flushCh) }
 
-// flushLoop writes out buffered frames once the goroutines producing them
-// yielded.
-func (sc *h2srvConn) flushLoop() {
-	for {
-		select {
-		case <-sc.flushCh:
-		case <-sc.done:
-			return
-		}
-		// Let the goroutines about to write more run first: the flusher,
-		// readied by the first of them, would otherwise run as soon as
-		// that one blocks, before the next frame of the same answer.
-		runtime.Gosched()
-		sc.wmu.Lock()
-		if sc.werr == nil {
-			if err := sc.bw.flush(); err != nil {
-				sc.werr = err
-				_ = sc.nc.Close() // the reader fails, the connection ends
-			}
-		}
-		sc.wmu.Unlock()
+// flushOut writes out the buffered frames; a failed write closes the
+// connection (the reader fails, the connection ends).
+func (sc *h2srvConn) flushOut() error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	return sc.flushLocked()
+}
+
+func (sc *h2srvConn) flushLocked() error {
+	if sc.werr != nil {
+		return sc.werr
 	}
+	if err := sc.bw.flush(); err != nil {
+		sc.werr = err
+		_ = sc.nc.Close()
+		return err
+	}
+	return nil
+}
+
+// flushAfter writes out what the handler of s wrote last: on the
+// handler's goroutine when no other stream of the connection is open, as
+// there are no frames of others to share the write with (a unary gRPC
+// call per connection saves the flusher's wake-up), else, or when another
+// goroutine is writing, through the flusher.
+func (sc *h2srvConn) flushAfter(s *h2srvStream) {
+	sc.mu.Lock()
+	n := len(sc.streams)
+	alone := n == 0 || n == 1 && sc.streams[s.id] == s
+	sc.mu.Unlock()
+	if !alone || !sc.wmu.TryLock() {
+		sc.flush()
+		return
+	}
+	_ = sc.flushLocked()
+	sc.wmu.Unlock()
 }
 
 func (sc *h2srvConn) processFrame(f any) error {
@@ -736,6 +753,7 @@ type h2srvStream struct {
 	outBuf      *[]byte // out's array, from h2srvOutPool
 	isHead      bool
 	trBuf       [4]h2Trailer
+	holdFlush   bool // finish runs: its frames are written at its end
 }
 
 // cancel ends the request's context.
@@ -971,6 +989,11 @@ func (s *h2srvStream) sendHeader(end bool) error {
 // a Content-Length when the whole body is known, as http2.Server), the
 // body buffered and the trailers.
 func (s *h2srvStream) finish() {
+	s.holdFlush = true
+	defer func() {
+		s.holdFlush = false
+		s.sc.flushAfter(s)
+	}()
 	if !s.wroteHeader {
 		s.WriteHeader(http.StatusOK)
 	}
@@ -1005,7 +1028,6 @@ func (s *h2srvStream) finish() {
 			return
 		}
 	}
-	s.sc.flush()
 }
 
 // h2Trailer is a response trailer field and its values.
@@ -1109,8 +1131,16 @@ func (s *h2srvStream) writeHeaderFrame(status int, h http.Header, trailers []h2T
 	if end {
 		s.endLocal()
 	}
-	sc.flush()
+	s.flush()
 	return err
+}
+
+// flush asks for the frames of s to be written, unless finish holds them
+// to write them all at its end (flushAfter).
+func (s *h2srvStream) flush() {
+	if !s.holdFlush {
+		s.sc.flush()
+	}
 }
 
 func (sc *h2srvConn) maxFrameLocked() uint32 {
@@ -1142,6 +1172,9 @@ func (s *h2srvStream) writeData(p []byte, end bool) error {
 	for len(p) > 0 || end {
 		sc.mu.Lock()
 		for len(p) > 0 && !s.resetSent && !sc.closed && (sc.sendWin <= 0 || s.sendWin <= 0) {
+			if s.holdFlush {
+				sc.flush() // the client must see the frames held to credit more
+			}
 			sc.cond.Wait()
 		}
 		if s.resetSent || sc.closed {
@@ -1165,7 +1198,7 @@ func (s *h2srvStream) writeData(p []byte, end bool) error {
 			return err
 		}
 		p = p[n:]
-		sc.flush()
+		s.flush()
 		if last {
 			s.endLocal()
 			break

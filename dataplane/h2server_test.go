@@ -31,6 +31,58 @@ func h2cBackend(t *testing.T, handler http.HandlerFunc) string {
 	return l.Addr().String()
 }
 
+// An answer that arrives whole with its trailers (as a unary gRPC one)
+// is written at the end of the handler, its frames held for one write;
+// within a client window of 100 bytes the client must still get the first
+// DATA frame before it can credit the next.
+func TestH2ServerHeldAnswerSmallWindow(t *testing.T) {
+	body := strings.Repeat("w", 3000)
+	be := h2cBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Done")
+		_, _ = io.WriteString(w, body)
+		w.Header().Set("X-Done", "yes")
+	})
+	e := newEnv(t, nil)
+	e.put("/apisix/routes/r", `{"uri":"/*","upstream":{"scheme":"grpc","nodes":`+nodesJSON(be)+`}}`)
+	for i := range 20 { // the answer must reach the proxy whole: not every time
+		h := dialRawH2(t, e.http)
+		if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}); err != nil {
+			t.Fatal(err)
+		}
+		h.headers(1, true, ":method", "GET", ":scheme", "http", ":authority", "a.test", ":path", "/held")
+		var got []byte
+		for {
+			f := h.next(func(f http2.Frame) bool {
+				switch f := f.(type) {
+				case *http2.DataFrame:
+					return f.StreamID == 1
+				case *http2.MetaHeadersFrame:
+					return f.StreamID == 1 && f.StreamEnded()
+				}
+				return false
+			})
+			if f == nil {
+				t.Fatalf("run %d: answer stalled after %d bytes", i, len(got))
+			}
+			if m, ok := f.(*http2.MetaHeadersFrame); ok {
+				if m.PseudoValue("status") == "" && len(got) != len(body) {
+					t.Fatalf("run %d: trailers after %d bytes, want %d", i, len(got), len(body))
+				}
+				break
+			}
+			d := f.(*http2.DataFrame)
+			got = append(got, d.Data()...)
+			if n := uint32(len(d.Data())); n > 0 {
+				_ = h.fr.WriteWindowUpdate(0, n)
+				_ = h.fr.WriteWindowUpdate(1, n)
+			}
+		}
+		if string(got) != body {
+			t.Fatalf("run %d: got %d bytes, want %d", i, len(got), len(body))
+		}
+	}
+}
+
 // A request body larger than every receive window, with trailers, to an
 // HTTP/2 upstream; the response has trailers too.
 func TestH2ServerLargeUploadAndTrailers(t *testing.T) {
