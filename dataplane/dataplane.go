@@ -138,6 +138,10 @@ type Stats struct {
 	// H1Fallbacks counts HTTP/1.1 connections the event loops handed to
 	// fasthttp (a route with plugins, an unusual request shape).
 	H1Fallbacks atomic.Int64
+	// TCPLoopConns counts TCP connections the event loops relayed;
+	// TCPHandOvers those of them handed to goroutines as bulk transfers.
+	TCPLoopConns atomic.Int64
+	TCPHandOvers atomic.Int64
 }
 
 // Dataplane serves traffic from the latest snapshot of Source.
@@ -450,6 +454,6 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"upstream_errors": s.UpstreamErrors.Load(), "retries": s.Retries.Load(), "no_route": s.NoRoute.Load(),
 		"active_conns": s.ActiveConns.Load(), "tcp_conns": s.TCPConns.Load(), "listeners_active": s.ListenersActive.Load(),
 		"passthrough": s.PassThrough.Load(), "passthrough_refused": s.PassThroughRefused.Load(),
-		"http1_fallbacks": s.H1Fallbacks.Load(),
+		"http1_fallbacks": s.H1Fallbacks.Load(), "tcp_loop_conns": s.TCPLoopConns.Load(), "tcp_handovers": s.TCPHandOvers.Load(),
 	}
 }

@@ -122,6 +122,9 @@ type upstream struct {
 	// fast caches whether the HTTP/1.1 event loops may forward here
 	// (fastH1, h1loop_linux.go): 0 not known yet, 1 yes, 2 no.
 	fast atomic.Int32
+	// fastT caches whether TCP stream connections to it may be relayed on
+	// the event loops (fastTCP, tcploop_linux.go), as fast does.
+	fastT atomic.Int32
 }
 
 // UpstreamID implements plugins.Upstream.
