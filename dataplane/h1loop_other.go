@@ -5,7 +5,7 @@ package dataplane
 import "net"
 
 // The HTTP/1.1 event loops are Linux-only (epoll); elsewhere fasthttp
-// serves every request.
+// serves every request and goroutines relay TCP stream routes.
 
 type h1loops struct{}
 
