@@ -498,3 +498,39 @@ func hangingAddr(t *testing.T) string {
 	}
 	return addr
 }
+
+// TestTCPLoopIPv6Node relays to an IPv6 node.
+func TestTCPLoopIPv6Node(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	e := streamEnv(t)
+	port := l.Addr().(*net.TCPAddr).Port
+	e.put("/apisix/stream_routes/s", fmt.Sprintf(`{"upstream":{"nodes":[{"host":"[::1]","port":%d,"weight":1}]}}`, port))
+	c, err := net.Dial("tcp", e.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := echoMessages(c, 4, 20); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.dp.stats.TCPLoopConns.Load(); n != 1 {
+		t.Fatalf("%d connections relayed on the loops, want 1", n)
+	}
+}
