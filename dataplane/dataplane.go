@@ -141,6 +141,10 @@ type Stats struct {
 	// H2Drained counts HTTP/2 connections sent GOAWAY because their
 	// filter chain changed or went (h2drain.go).
 	H2Drained atomic.Int64
+	// TCPLoopConns counts TCP connections the event loops relayed;
+	// TCPHandOvers those of them handed to goroutines as bulk transfers.
+	TCPLoopConns atomic.Int64
+	TCPHandOvers atomic.Int64
 }
 
 // Dataplane serves traffic from the latest snapshot of Source.
@@ -454,5 +458,6 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"active_conns": s.ActiveConns.Load(), "tcp_conns": s.TCPConns.Load(), "listeners_active": s.ListenersActive.Load(),
 		"passthrough": s.PassThrough.Load(), "passthrough_refused": s.PassThroughRefused.Load(),
 		"http1_fallbacks": s.H1Fallbacks.Load(), "h2_drained": s.H2Drained.Load(),
+		"tcp_loop_conns": s.TCPLoopConns.Load(), "tcp_handovers": s.TCPHandOvers.Load(),
 	}
 }

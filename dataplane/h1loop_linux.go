@@ -343,6 +343,13 @@ func (l *h1loop) event(ev *unix.EpollEvent) bool {
 	if e&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.wr = true
 	}
+	if c.pair != nil { // a TCP stream relay (tcploop_linux.go)
+		if e&unix.EPOLLRDHUP != 0 {
+			c.hup = true
+		}
+		l.pairEvent(c.pair)
+		return true
+	}
 	if c.isUp {
 		if e&unix.EPOLLRDHUP != 0 {
 			c.hup = true
@@ -371,6 +378,10 @@ func (l *h1loop) drainInbox() bool {
 		if stopped || !l.register(c) {
 			l.d.stats.ActiveConns.Add(-1)
 			unix.Close(c.fd)
+			continue
+		}
+		if c.pair != nil {
+			l.startPair(c.pair)
 			continue
 		}
 		if len(c.pre) > 0 {
@@ -484,6 +495,10 @@ func (l *h1loop) scan() {
 
 // expire handles a passed deadline.
 func (l *h1loop) expire(c *evConn) {
+	if c.pair != nil {
+		l.pairExpired(c.pair)
+		return
+	}
 	if !c.isUp {
 		if c.x == nil {
 			l.closeClient(c) // idle keep-alive or a head that never completed
@@ -513,6 +528,10 @@ func (l *h1loop) shutdown() {
 		if c == nil {
 			continue
 		}
+		if c.pair != nil {
+			l.closePair(c.pair)
+			continue
+		}
 		if c.isUp {
 			l.closeUp(c)
 		} else {
@@ -537,9 +556,10 @@ type evConn struct {
 	fd       int
 	gen      int32
 	isUp     bool
-	closed   bool // closed or handed over: forget it
-	rd, wr   bool // an edge said readable / writable and it was not used up
-	hup      bool // the peer shut its side (EPOLLRDHUP): read on to EOF
+	closed   bool     // closed or handed over: forget it
+	pair     *tcpPair // a TCP stream relay's side (tcploop_linux.go); nil: HTTP
+	rd, wr   bool     // an edge said readable / writable and it was not used up
+	hup      bool     // the peer shut its side (EPOLLRDHUP): read on to EOF
 	deadline int64
 
 	rbuf     []byte // read buffer (nil while idle)

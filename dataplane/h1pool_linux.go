@@ -92,8 +92,18 @@ func (p *evPool) remove(uc *evConn) {
 
 // dial opens a non-blocking connection to p's node.
 func (l *h1loop) dial(p *evPool) (*evConn, error) {
+	uc, err := l.dialSockaddr(p.sa, p.v6)
+	if err != nil {
+		return nil, err
+	}
+	uc.pool = p
+	return uc, nil
+}
+
+// dialSockaddr opens a non-blocking connection to sa and registers it.
+func (l *h1loop) dialSockaddr(sa unix.Sockaddr, v6 bool) (*evConn, error) {
 	family := unix.AF_INET
-	if p.v6 {
+	if v6 {
 		family = unix.AF_INET6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -104,8 +114,8 @@ func (l *h1loop) dial(p *evPool) (*evConn, error) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
-	uc := &evConn{fd: fd, isUp: true, pool: p, state: usSending, wr: true}
-	err = unix.Connect(fd, p.sa)
+	uc := &evConn{fd: fd, isUp: true, state: usSending, wr: true}
+	err = unix.Connect(fd, sa)
 	switch err {
 	case nil:
 	case unix.EINPROGRESS:

@@ -23,6 +23,9 @@ func (d *Dataplane) proxyTCP(c net.Conn, up *upstream) {
 		c.Close()
 		return
 	}
+	if d.h1.adoptTCP(c, up) { // relayed on an event loop (tcploop_linux.go)
+		return
+	}
 	var att balancer.Attempt
 	att.Reset("", up.hf)
 	var uc net.Conn

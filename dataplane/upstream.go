@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -122,6 +123,9 @@ type upstream struct {
 	// fast caches whether the HTTP/1.1 event loops may forward here
 	// (fastH1, h1loop_linux.go): 0 not known yet, 1 yes, 2 no.
 	fast atomic.Int32
+	// fastT caches whether TCP stream connections to it may be relayed on
+	// the event loops (fastTCP, tcploop_linux.go), as fast does.
+	fastT atomic.Int32
 }
 
 // UpstreamID implements plugins.Upstream.
@@ -241,11 +245,13 @@ func newUpstream(id, key string, u *apisix.Upstream, override *apisix.Timeout, e
 		if port == 0 {
 			port = defPort
 		}
+		// An IPv6 host comes bracketed ("[::1]"), as APISIX wants it.
+		host := strings.TrimSuffix(strings.TrimPrefix(n.Host, "["), "]")
 		hostHdr := n.Host
 		if port != defPort {
-			hostHdr = net.JoinHostPort(n.Host, strconv.Itoa(port))
+			hostHdr = net.JoinHostPort(host, strconv.Itoa(port))
 		}
-		nd := &node{addr: net.JoinHostPort(n.Host, strconv.Itoa(port)), hostHdr: []byte(hostHdr), weight: n.Weight, priority: n.Priority}
+		nd := &node{addr: net.JoinHostPort(host, strconv.Itoa(port)), hostHdr: []byte(hostHdr), weight: n.Weight, priority: n.Priority}
 		if hc, ok := reuse[nd.addr]; ok {
 			nd.hc = hc // keep the warm connections of an unchanged node
 		} else {
