@@ -78,16 +78,8 @@ func (ls *h1loops) adopt(pc *peekConn, table string) bool {
 	if v, ok := inner.(*odConn); ok { // captured: serves its original destination
 		od, inner = v, v.Conn
 	}
-	tc, ok := inner.(*net.TCPConn)
+	tc, fd, ok := dupTCPFD(inner)
 	if !ok {
-		return false
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fd := -1
-	if err := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || fd < 0 {
 		return false
 	}
 	c := &evConn{fd: fd, table: table, wr: true}
@@ -640,4 +632,22 @@ type exchange struct {
 func (x *exchange) reset() {
 	obuf, req, key, host, scratch := x.obuf[:0], x.req[:0], x.key[:0], x.host[:0], x.scratch[:0]
 	*x = exchange{obuf: obuf, req: req, key: key, host: host, scratch: scratch}
+}
+
+// dupTCPFD is a duplicate of the descriptor of c, if c is a
+// *net.TCPConn, for a loop to own: closing c later leaves it open.
+func dupTCPFD(c net.Conn) (*net.TCPConn, int, bool) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil, -1, false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, -1, false
+	}
+	fd := -1
+	if err := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || fd < 0 {
+		return nil, -1, false
+	}
+	return tc, fd, true
 }

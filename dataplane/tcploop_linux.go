@@ -79,16 +79,8 @@ func (ls *h1loops) adoptTCP(c net.Conn, up *upstream) bool {
 	if pc, ok := c.(*peekConn); ok {
 		pre, c = pc.buf, pc.Conn
 	}
-	tc, ok := c.(*net.TCPConn)
+	tc, fd, ok := dupTCPFD(c)
 	if !ok {
-		return false
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fd := -1
-	if err := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || fd < 0 {
 		return false
 	}
 	p := &tcpPair{up: up}

@@ -138,22 +138,14 @@ func TestTCPLoopHalfCloseClientFirst(t *testing.T) {
 		return nil
 	})
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(addr)+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialStream(t, e, 10*time.Second)
 	c.Write([]byte("ping"))
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	all, err := io.ReadAll(c)
 	if want := "late 0;late 1;late 2;late 3;late 4;"; err != nil || string(all) != want {
 		t.Fatalf("got %q, %v; want %q", all, err, want)
 	}
-	if err := <-backend; err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, e, 0)
+	backendDone(t, e, backend)
 }
 
 // TestTCPLoopHalfCloseUpstreamFirst: the upstream's FIN reaches the
@@ -170,12 +162,7 @@ func TestTCPLoopHalfCloseUpstreamFirst(t *testing.T) {
 		return nil
 	})
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(addr)+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialStream(t, e, 10*time.Second)
 	all, err := io.ReadAll(c)
 	if err != nil || string(all) != "hello" {
 		t.Fatalf("got %q, %v", all, err)
@@ -186,11 +173,8 @@ func TestTCPLoopHalfCloseUpstreamFirst(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.(*net.TCPConn).CloseWrite()
-	if err := <-backend; err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, e, 0)
+	c.CloseWrite()
+	backendDone(t, e, backend)
 }
 
 // TestTCPLoopUpstreamReset: an upstream reset ends the client's
@@ -206,22 +190,14 @@ func TestTCPLoopUpstreamReset(t *testing.T) {
 		return c.Close()
 	})
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(addr)+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	c := dialStream(t, e, 2*time.Second)
 	c.Write([]byte("x"))
-	_, err = io.ReadAll(c)
+	_, err := io.ReadAll(c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("the client was not told of the reset")
 	}
-	if err := <-backend; err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, e, 0)
+	backendDone(t, e, backend)
 }
 
 // TestTCPLoopSlowReader: a client that stops reading stops the upstream's
@@ -266,12 +242,7 @@ func TestTCPLoopSlowReader(t *testing.T) {
 		return c.CloseWrite()
 	})
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(addr)+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c := dialStream(t, e, 60*time.Second)
 	n := <-wrote // the client has read nothing yet
 	if n >= size {
 		t.Fatalf("the upstream wrote all %d bytes to a client that reads nothing", n)
@@ -292,12 +263,7 @@ func TestTCPLoopSlowReader(t *testing.T) {
 func TestTCPLoopSwitchToBulk(t *testing.T) {
 	e := streamEnv(t)
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(tcpEcho(t, ""))+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c := dialStream(t, e, 60*time.Second)
 	if err := echoMessages(c, 1, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +280,7 @@ func TestTCPLoopSwitchToBulk(t *testing.T) {
 	if err := echoMessages(c, 2, 100); err != nil {
 		t.Fatal(err)
 	}
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	if all, err := io.ReadAll(c); err != nil || string(all) != "bye" {
 		t.Fatalf("after FIN got %q, %v", all, err)
 	}
@@ -348,27 +314,19 @@ func TestTCPLoopBulkFromUpstream(t *testing.T) {
 		return nil
 	})
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(addr)+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
+	c := dialStream(t, e, 60*time.Second)
 	c.Write([]byte("hello"))
 	b := make([]byte, 2)
 	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ok" {
 		t.Fatalf("got %q, %v", b, err)
 	}
 	c.Write([]byte("bulkthanks"))
-	c.(*net.TCPConn).CloseWrite()
+	c.CloseWrite()
 	got, sum, err := hashAll(c)
 	if err != nil || got != size || sum != want {
 		t.Fatalf("client got %d bytes (%v), want %d intact", got, err, size)
 	}
-	if err := <-backend; err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, e, 0)
+	backendDone(t, e, backend)
 }
 
 // TestTCPLoopConnectRetry: a refused node is retried on the other one.
@@ -456,12 +414,7 @@ func TestTCPLoopConnectFailure(t *testing.T) {
 func TestTCPLoopCloseEndsPairs(t *testing.T) {
 	e := streamEnv(t)
 	e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(tcpEcho(t, ""))+`}}`)
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialStream(t, e, 5*time.Second)
 	if err := echoMessages(c, 3, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -521,16 +474,34 @@ func TestTCPLoopIPv6Node(t *testing.T) {
 	e := streamEnv(t)
 	port := l.Addr().(*net.TCPAddr).Port
 	e.put("/apisix/stream_routes/s", fmt.Sprintf(`{"upstream":{"nodes":[{"host":"[::1]","port":%d,"weight":1}]}}`, port))
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialStream(t, e, 5*time.Second)
 	if err := echoMessages(c, 4, 20); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.dp.stats.TCPLoopConns.Load(); n != 1 {
 		t.Fatalf("%d connections relayed on the loops, want 1", n)
 	}
+}
+
+// dialStream connects to e's stream listener, with a deadline of d on
+// the connection; it is closed when the test ends.
+func dialStream(t *testing.T, e *env, d time.Duration) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", e.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d))
+	return c.(*net.TCPConn)
+}
+
+// backendDone waits for a oneShotBackend's verdict, then for every
+// proxied connection to be gone.
+func backendDone(t *testing.T, e *env, backend <-chan error) {
+	t.Helper()
+	if err := <-backend; err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, e, 0)
 }
