@@ -14,7 +14,10 @@ import (
 )
 
 // h2Ctx is the plugins.Ctx of a request served through net/http (HTTP/2,
-// h2c, gRPC). The response is streamed, so ResponseBody is nil there.
+// h2c, gRPC). The response body is streamed, so ResponseBody is nil,
+// unless a filter of the route has a body_filter phase: then it is read
+// whole into body (but for event streams and gRPC, bufferForFilter), and
+// what the filters leave there (SetResponseBody, Respond) is sent.
 type h2Ctx struct {
 	w         http.ResponseWriter
 	r         *http.Request

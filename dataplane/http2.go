@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,12 +224,39 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	for _, k := range hopHeaders {
 		delete(wh, k)
 	}
+	// A body_filter needs the whole body, read before the header filters
+	// as on the HTTP/1.1 path; event streams and gRPC stream on.
+	filter := ch.Has(plugins.PhaseBodyFilter) && bufferForFilter(r)
+	if filter {
+		b, err := readUpstreamBody(resp)
+		if err != nil {
+			d.stats.UpstreamErrors.Add(1)
+			d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+			clear(wh)
+			wh["Content-Type"] = []string{"text/html"}
+			if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				c.Respond(504, body504)
+			} else {
+				c.Respond(502, body502)
+			}
+			d.writeH2Local(c)
+			return
+		}
+		c.body = b
+	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
 		return
 	}
 	for k := range resp.Trailer {
 		wh.Add("Trailer", k)
+	}
+	if filter {
+		d.writeFiltered(c, ch, func(n int) { wh["Content-Length"] = []string{strconv.Itoa(n)} })
+		for k, vv := range resp.Trailer {
+			wh[trailerKey(k)] = vv
+		}
+		return
 	}
 	c.w.WriteHeader(resp.StatusCode)
 	fl, _ := c.w.(http.Flusher)
@@ -253,6 +281,61 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	for k, vv := range resp.Trailer {
 		wh[trailerKey(k)] = vv
+	}
+}
+
+// bufferForFilter reports whether the response to r is read whole for
+// the body_filter phase, the rule of the HTTP/1.1 path: not for event
+// streams (Accept: text/event-stream), which stream on and skip the
+// phase. Nor for gRPC: its answers are length-prefixed messages, often
+// server streams, which a body rewrite would corrupt or hold back; they
+// stream too (header filters still run).
+func bufferForFilter(r *http.Request) bool {
+	return !isGRPCRequest(r) && !strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
+}
+
+// readUpstreamBody reads the whole body of resp, for the body filters.
+func readUpstreamBody(resp *http.Response) ([]byte, error) {
+	n := 512
+	if cl := resp.ContentLength; cl >= 0 && cl < 1<<20 { // a larger one grows as it arrives
+		n = int(cl) + 1 // +1: EOF without growing
+	}
+	b := make([]byte, 0, n)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := resp.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// writeFiltered runs the body_filter phase on the buffered response
+// body in c.body and writes the response: the status of the filters
+// (Respond, ResponseStatusSetter) and the body they left, whose length
+// setLen sets as Content-Length (none for HEAD, whose body the filters
+// did not see). The caller adds the trailers once it returned.
+func (d *Dataplane) writeFiltered(c *h2Ctx, ch *plugins.Chain, setLen func(n int)) {
+	d.runPhase(ch, plugins.PhaseBodyFilter, c)
+	status := c.resp.StatusCode
+	if c.responded {
+		status = c.status
+	}
+	head := c.r.Method == http.MethodHead
+	if head || !bodyAllowedForStatus(status) {
+		delete(c.w.Header(), "Content-Length")
+	} else {
+		setLen(len(c.body))
+	}
+	c.w.WriteHeader(status)
+	if len(c.body) > 0 && !head && bodyAllowedForStatus(status) {
+		_, _ = c.w.Write(c.body)
 	}
 }
 

@@ -237,8 +237,17 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	for k, vv := range pending {
 		wh[k] = vv
 	}
+	if ch.Has(plugins.PhaseBodyFilter) && !stream {
+		// Read whole (not an event stream); taken from resp, which is
+		// released before the log phase runs.
+		c.body = resp.SwapBody(nil)
+	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
+		return
+	}
+	if ch.Has(plugins.PhaseBodyFilter) && !stream {
+		d.writeFiltered(c, ch, setLen)
 		return
 	}
 	status := c.resp.StatusCode // the header filters' (ResponseStatusSetter)
