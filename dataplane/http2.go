@@ -275,8 +275,14 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 				fl.Flush()
 			}
 		}
-		if rerr != nil {
+		if rerr == io.EOF {
 			break
+		}
+		if rerr != nil {
+			// Cut short (the upstream reset the stream, the connection
+			// failed): reset the client's too, so neither a truncated
+			// body nor missing trailers pass for a complete answer.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	for k, vv := range resp.Trailer {

@@ -168,7 +168,9 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 			d.stats.Retries.Add(1)
 		}
 		t0 := up.startTry()
-		resp.StreamBody = stream
+		// Bodies over streamMax, or of unknown length, stream (hostpool.go)
+		// unless a body filter needs them whole.
+		resp.StreamBody = stream || !ch.Has(plugins.PhaseBodyFilter)
 		err = n.hc.Do(req, resp)
 		up.done(ni, t0, resp.StatusCode(), err)
 		if err == nil {
@@ -251,7 +253,8 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		return
 	}
 	status := c.resp.StatusCode // the header filters' (ResponseStatusSetter)
-	if !stream || resp.BodyStream() == nil {
+	body := resp.BodyStream()
+	if body == nil { // read whole: small, or nothing to stream
 		if r.Method == http.MethodHead {
 			if cl := resp.Header.ContentLength(); cl >= 0 {
 				setLen(cl)
@@ -265,14 +268,19 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		}
 		return
 	}
+	if cl := resp.Header.ContentLength(); cl >= 0 {
+		setLen(cl)
+	}
 	c.w.WriteHeader(status)
-	fl, _ := c.w.(http.Flusher)
-	if fl != nil {
-		fl.Flush()
+	var fl http.Flusher
+	if stream { // an event stream: each event as it comes
+		fl, _ = c.w.(http.Flusher)
+		if fl != nil {
+			fl.Flush()
+		}
 	}
 	buf := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(buf)
-	body := resp.BodyStream()
 	for {
 		n, rerr := body.Read(*buf)
 		if n > 0 {
@@ -283,8 +291,13 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 				fl.Flush()
 			}
 		}
-		if rerr != nil {
+		if rerr == io.EOF {
 			return
+		}
+		if rerr != nil {
+			// Cut short: reset the stream, so the client does not
+			// take what came for the whole answer.
+			panic(http.ErrAbortHandler)
 		}
 	}
 }

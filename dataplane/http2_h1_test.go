@@ -173,3 +173,75 @@ func TestH2ToHTTP1Upstream(t *testing.T) {
 		}
 	})
 }
+
+// An HTTP/2 client gets a large HTTP/1.1 answer as it comes, not once the
+// proxy has it whole (with its Content-Length when the upstream declared
+// one), and an answer the upstream cuts short ends in a stream error, not
+// a shorter body taken for the whole.
+func TestH2ToHTTP1UpstreamStreams(t *testing.T) {
+	const part = 1 << 20
+	sawFirst := make(chan struct{}, 4)
+	be := listen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := []byte(strings.Repeat("s", part))
+		switch r.URL.Path {
+		case "/known":
+			w.Header().Set("Content-Length", fmt.Sprint(4*part))
+		case "/cut":
+			w.Header().Set("Content-Length", fmt.Sprint(4*part))
+			_, _ = w.Write(chunk)
+			w.(http.Flusher).Flush()
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		_, _ = w.Write(chunk)
+		w.(http.Flusher).Flush()
+		select { // the rest only once the client saw the first part
+		case <-sawFirst:
+		case <-time.After(5 * time.Second):
+			return
+		}
+		for range 3 {
+			_, _ = w.Write(chunk)
+		}
+	})}
+	go srv.Serve(be)
+	t.Cleanup(func() { srv.Close() })
+	e := newEnv(t, nil)
+	e.put("/apisix/routes/r", `{"uri":"/*","upstream":{"nodes":`+nodesJSON(be.Addr().String())+`}}`)
+	c := h2cClient()
+	for _, path := range []string{"/known", "/chunked"} {
+		t.Run(path, func(t *testing.T) {
+			r, err := c.Get("http://" + e.http + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Body.Close()
+			if path == "/known" && r.ContentLength != 4*part {
+				t.Errorf("Content-Length %d, want %d", r.ContentLength, 4*part)
+			}
+			if _, err := io.ReadFull(r.Body, make([]byte, part)); err != nil {
+				t.Fatalf("first part: %v", err)
+			}
+			sawFirst <- struct{}{}
+			n, err := io.Copy(io.Discard, r.Body)
+			if err != nil || n != 3*part {
+				t.Fatalf("rest: %d bytes, %v; want %d", n, err, 3*part)
+			}
+		})
+	}
+	t.Run("cut short", func(t *testing.T) {
+		r, err := c.Get("http://" + e.http + "/cut")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		n, err := io.Copy(io.Discard, r.Body)
+		if err == nil {
+			t.Fatalf("body of %d bytes ended cleanly, want a stream error", n)
+		}
+	})
+}
