@@ -506,6 +506,8 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	cc.mu.Lock()
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
 		case http2.SettingMaxFrameSize:
 			cc.maxFrame = s.Val
 		case http2.SettingMaxConcurrentStreams:

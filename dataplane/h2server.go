@@ -309,6 +309,8 @@ func (sc *h2srvConn) onSettings(f *http2.SettingsFrame) error {
 			return err
 		}
 		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			sc.henc.SetMaxDynamicTableSizeLimit(s.Val)
 		case http2.SettingMaxFrameSize:
 			sc.maxFrame = s.Val
 		case http2.SettingInitialWindowSize:

@@ -272,12 +272,11 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		setLen(cl)
 	}
 	c.w.WriteHeader(status)
-	var fl http.Flusher
-	if stream { // an event stream: each event as it comes
-		fl, _ = c.w.(http.Flusher)
-		if fl != nil {
-			fl.Flush()
-		}
+	// Each read goes out before the next one may block: a body's last
+	// bytes before a pause must not wait in the stream's buffer.
+	fl, _ := c.w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
 	}
 	buf := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(buf)

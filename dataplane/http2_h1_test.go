@@ -197,7 +197,12 @@ func TestH2ToHTTP1UpstreamStreams(t *testing.T) {
 			}
 			return
 		}
-		_, _ = w.Write(chunk)
+		// The first part ends with a small write after a pause: it must
+		// not wait in the proxy for more.
+		_, _ = w.Write(chunk[:part-100])
+		w.(http.Flusher).Flush()
+		time.Sleep(10 * time.Millisecond)
+		_, _ = w.Write(chunk[part-100:])
 		w.(http.Flusher).Flush()
 		select { // the rest only once the client saw the first part
 		case <-sawFirst:
