@@ -504,26 +504,7 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		switch s.ID {
-		case http2.SettingHeaderTableSize:
-			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
-		case http2.SettingMaxFrameSize:
-			cc.maxFrame = s.Val
-		case http2.SettingMaxConcurrentStreams:
-			cc.maxStreams = s.Val
-		case http2.SettingInitialWindowSize:
-			if s.Val > 1<<31-1 {
-				return http2.ConnectionError(http2.ErrCodeFlowControl)
-			}
-			delta := int64(s.Val) - cc.initWin
-			for _, st := range cc.streams {
-				st.sendWin += delta
-			}
-			cc.initWin = int64(s.Val)
-		}
-		return nil
-	})
+	err := applyH2Settings(f, cc.henc, &cc.maxFrame, &cc.initWin, func(delta int64) bool { return moveWindows(cc.streams, delta) }, func(n uint32) { cc.maxStreams = n })
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
 	if err != nil {
@@ -532,6 +513,49 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	_ = cc.fr.WriteSettingsAck()
 	cc.flush()
 	return nil
+}
+
+// applyH2Settings applies a SETTINGS frame's values at either end of a
+// connection (wmu and mu held): the encoder's table size, the peer's
+// frame size, MAX_CONCURRENT_STREAMS (to maxStreams, if not nil) and the
+// initial stream window, whose change moves the send window of every open
+// stream by the difference (adjust reports false when one passed 2^31-1:
+// a FLOW_CONTROL_ERROR, RFC 9113 6.9.2).
+func applyH2Settings(f *http2.SettingsFrame, enc *h2Encoder, maxFrame *uint32, initWin *int64, adjust func(delta int64) bool, maxStreams func(uint32)) error {
+	return f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			enc.SetMaxDynamicTableSizeLimit(s.Val)
+		case http2.SettingMaxFrameSize:
+			*maxFrame = s.Val
+		case http2.SettingMaxConcurrentStreams:
+			if maxStreams != nil {
+				maxStreams(s.Val)
+			}
+		case http2.SettingInitialWindowSize:
+			ok := adjust(int64(s.Val) - *initWin)
+			*initWin = int64(s.Val)
+			if !ok {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+		}
+		return nil
+	})
+}
+
+// moveWindows moves the send window of every stream of m by delta (a new
+// SETTINGS_INITIAL_WINDOW_SIZE); false if one passed 2^31-1.
+func moveWindows[S interface{ sendWindow() *int64 }](m map[uint32]S, delta int64) bool {
+	ok := true
+	for _, st := range m {
+		w := st.sendWindow()
+		*w += delta
+		ok = ok && *w <= 1<<31-1
+	}
+	return ok
 }
 
 func (cc *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
@@ -1225,3 +1249,5 @@ var h2LowerKeys, h2CanonKeys, h2InternKeys = func() (map[string]string, map[stri
 	}
 	return lower, canon, intern
 }()
+
+func (s *h2Stream) sendWindow() *int64 { return &s.sendWin }

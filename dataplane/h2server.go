@@ -304,27 +304,7 @@ func (sc *h2srvConn) onSettings(f *http2.SettingsFrame) error {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	sc.mu.Lock()
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
-		switch s.ID {
-		case http2.SettingHeaderTableSize:
-			sc.henc.SetMaxDynamicTableSizeLimit(s.Val)
-		case http2.SettingMaxFrameSize:
-			sc.maxFrame = s.Val
-		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - sc.initWin
-			for _, st := range sc.streams {
-				st.sendWin += delta
-				if st.sendWin > 1<<31-1 {
-					return http2.ConnectionError(http2.ErrCodeFlowControl)
-				}
-			}
-			sc.initWin = int64(s.Val)
-		}
-		return nil
-	})
+	err := applyH2Settings(f, sc.henc, &sc.maxFrame, &sc.initWin, func(delta int64) bool { return moveWindows(sc.streams, delta) }, nil)
 	sc.cond.Broadcast()
 	sc.mu.Unlock()
 	if err != nil {
@@ -1305,3 +1285,5 @@ var (
 	_ http.ResponseWriter = (*h2srvStream)(nil)
 	_ http.Flusher        = (*h2srvStream)(nil)
 )
+
+func (s *h2srvStream) sendWindow() *int64 { return &s.sendWin }
