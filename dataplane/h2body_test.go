@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -228,17 +227,7 @@ func TestGRPCWithBodyFilterPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sizes []int
-	for {
-		m, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		sizes = append(sizes, len(m.GetPayload().GetBody()))
-	}
+	sizes := recvSizes(t, st)
 	if fmt.Sprint(sizes) != "[1 2 3]" {
 		t.Fatalf("sizes %v", sizes)
 	}

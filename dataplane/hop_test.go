@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,10 +11,7 @@ import (
 // verbatim and sends the request heads it read on got.
 func rawBackend(t *testing.T, resp string) (string, <-chan string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t)
 	t.Cleanup(func() { l.Close() })
 	got := make(chan string, 16)
 	go func() {

@@ -122,17 +122,7 @@ func TestGRPCThroughProxy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var sizes []int
-		for {
-			m, err := st.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			sizes = append(sizes, len(m.GetPayload().GetBody()))
-		}
+		sizes := recvSizes(t, st)
 		if len(sizes) != 3 || sizes[2] != 3 {
 			t.Fatalf("sizes %v", sizes)
 		}
@@ -275,10 +265,7 @@ func TestWebSocket(t *testing.T) {
 
 // tcpEcho echoes until the client half-closes, then says "bye" and closes.
 func tcpEcho(t *testing.T, greeting string) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t)
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -363,5 +350,22 @@ func TestStreamRouteMatching(t *testing.T) {
 	}
 	if got := greet("b.test"); got != "two\n" {
 		t.Fatalf("other sni: %q", got)
+	}
+}
+
+// recvSizes receives a server stream to its end and returns the sizes of
+// the payloads.
+func recvSizes(t *testing.T, st grpc.ServerStreamingClient[testpb.StreamingOutputCallResponse]) []int {
+	t.Helper()
+	var sizes []int
+	for {
+		m, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return sizes
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(m.GetPayload().GetBody()))
 	}
 }

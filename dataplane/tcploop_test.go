@@ -101,10 +101,7 @@ func waitActive(t *testing.T, e *env, want int64) {
 // oneShotBackend accepts one connection and runs fn on it.
 func oneShotBackend(t *testing.T, fn func(c *net.TCPConn) error) (string, <-chan error) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listen(t)
 	t.Cleanup(func() { l.Close() })
 	done := make(chan error, 1)
 	go func() {
