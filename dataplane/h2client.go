@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -330,15 +329,6 @@ func (cc *h2Conn) close(err error) {
 // flush asks the flusher to write the buffered frames out.
 func (cc *h2Conn) flush() { poke(cc.flushCh) }
 
-// poke wakes the goroutine waiting on ch (capacity 1), if it is not
-// already due to wake.
-func poke(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // flushOut writes out the buffered frames; a failed write closes the
 // connection.
 func (cc *h2Conn) flushOut() error {
@@ -354,25 +344,6 @@ func (cc *h2Conn) flushOut() error {
 		cc.close(err)
 	}
 	return err
-}
-
-// h2FlushLoop calls flushOut each time ch is poked, until done or a
-// write fails; frames of all the streams that wrote meanwhile share the
-// write. With yield, it first lets the goroutines that poked write on.
-func h2FlushLoop(ch chan struct{}, done <-chan struct{}, yield bool, flushOut func() error) {
-	for {
-		select {
-		case <-ch:
-		case <-done:
-			return
-		}
-		if yield {
-			runtime.Gosched()
-		}
-		if flushOut() != nil {
-			return
-		}
-	}
 }
 
 // healthCheck pings a connection nothing was read from for an interval,
@@ -515,49 +486,6 @@ func (cc *h2Conn) onSettings(f *http2.SettingsFrame) error {
 	return nil
 }
 
-// applyH2Settings applies a SETTINGS frame's values at either end of a
-// connection (wmu and mu held): the encoder's table size, the peer's
-// frame size, MAX_CONCURRENT_STREAMS (to maxStreams, if not nil) and the
-// initial stream window, whose change moves the send window of every open
-// stream by the difference (adjust reports false when one passed 2^31-1:
-// a FLOW_CONTROL_ERROR, RFC 9113 6.9.2).
-func applyH2Settings(f *http2.SettingsFrame, enc *h2Encoder, maxFrame *uint32, initWin *int64, adjust func(delta int64) bool, maxStreams func(uint32)) error {
-	return f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
-		switch s.ID {
-		case http2.SettingHeaderTableSize:
-			enc.SetMaxDynamicTableSizeLimit(s.Val)
-		case http2.SettingMaxFrameSize:
-			*maxFrame = s.Val
-		case http2.SettingMaxConcurrentStreams:
-			if maxStreams != nil {
-				maxStreams(s.Val)
-			}
-		case http2.SettingInitialWindowSize:
-			ok := adjust(int64(s.Val) - *initWin)
-			*initWin = int64(s.Val)
-			if !ok {
-				return http2.ConnectionError(http2.ErrCodeFlowControl)
-			}
-		}
-		return nil
-	})
-}
-
-// moveWindows moves the send window of every stream of m by delta (a new
-// SETTINGS_INITIAL_WINDOW_SIZE); false if one passed 2^31-1.
-func moveWindows[S interface{ sendWindow() *int64 }](m map[uint32]S, delta int64) bool {
-	ok := true
-	for _, st := range m {
-		w := st.sendWindow()
-		*w += delta
-		ok = ok && *w <= 1<<31-1
-	}
-	return ok
-}
-
 func (cc *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
 	cc.mu.Lock()
 	if f.StreamID == 0 {
@@ -630,27 +558,6 @@ func (cc *h2Conn) connCreditLocked() uint32 {
 }
 
 func (cc *h2Conn) sendConnCredit(n uint32) { sendWindowUpdates(&cc.wmu, cc.fr, cc, 0, 0, n) }
-
-// h2flusher is a connection (client or server side) whose queued frames
-// flush() sends.
-type h2flusher interface{ flush() }
-
-// sendWindowUpdates gives back window: supd to stream id, cupd to the
-// connection (either may be 0), written under wmu and flushed.
-func sendWindowUpdates(wmu *sync.Mutex, fr *http2.Framer, f h2flusher, id, supd, cupd uint32) {
-	if supd == 0 && cupd == 0 {
-		return
-	}
-	wmu.Lock()
-	if supd > 0 {
-		_ = fr.WriteWindowUpdate(id, supd)
-	}
-	if cupd > 0 {
-		_ = fr.WriteWindowUpdate(0, cupd)
-	}
-	wmu.Unlock()
-	f.flush()
-}
 
 // h2Stream is one request on an h2Conn; it is the response body.
 type h2Stream struct {
