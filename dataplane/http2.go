@@ -1,8 +1,10 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -189,15 +191,10 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 		}
 	}
 	if err != nil || resp == nil {
-		switch {
-		case err == nil:
-			c.Respond(503, body503)
-		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			c.Respond(504, body504)
-		default:
-			c.Respond(502, body502)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 		}
-		d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+		d.upstreamFailed(c, up, err)
 		if isGRPCRequest(r) {
 			writeGRPCError(c.w, c.status)
 			return
@@ -228,21 +225,19 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	// as on the HTTP/1.1 path; event streams and gRPC stream on.
 	filter := ch.Has(plugins.PhaseBodyFilter) && bufferForFilter(r)
 	if filter {
-		b, err := readUpstreamBody(resp)
-		if err != nil {
+		var b bytes.Buffer
+		if cl := resp.ContentLength; cl >= 0 && cl < 1<<20 { // a larger one grows as it arrives
+			b.Grow(int(cl) + bytes.MinRead)
+		}
+		if _, err := b.ReadFrom(resp.Body); err != nil {
 			d.stats.UpstreamErrors.Add(1)
-			d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
 			clear(wh)
 			wh["Content-Type"] = []string{"text/html"}
-			if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
-				c.Respond(504, body504)
-			} else {
-				c.Respond(502, body502)
-			}
+			d.upstreamFailed(c, up, err)
 			d.writeH2Local(c)
 			return
 		}
-		c.body = b
+		c.body = b.Bytes()
 	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
@@ -253,11 +248,17 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 	}
 	if filter {
 		d.writeFiltered(c, ch, func(n int) { wh["Content-Length"] = []string{strconv.Itoa(n)} })
-		for k, vv := range resp.Trailer {
-			wh[trailerKey(k)] = vv
-		}
-		return
+	} else {
+		streamH2Body(c, resp)
 	}
+	for k, vv := range resp.Trailer {
+		wh[trailerKey(k)] = vv
+	}
+}
+
+// streamH2Body writes the answer resp of c's upstream as it arrives: its
+// status, then its body; an answer cut short resets the client's stream.
+func streamH2Body(c *h2Ctx, resp *http.Response) {
 	c.w.WriteHeader(resp.StatusCode)
 	fl, _ := c.w.(http.Flusher)
 	// Responses of h2client.go are flushed only when no more of them is
@@ -285,9 +286,21 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 			panic(http.ErrAbortHandler)
 		}
 	}
-	for k, vv := range resp.Trailer {
-		wh[trailerKey(k)] = vv
+}
+
+// upstreamFailed answers c for a failed upstream request (err nil: no
+// node left to try) and logs it: 503, 504 on a timeout or an expired
+// deadline, else 502. The caller writes the answer.
+func (d *Dataplane) upstreamFailed(c *h2Ctx, up *upstream, err error) {
+	switch {
+	case err == nil:
+		c.Respond(503, body503)
+	case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+		c.Respond(504, body504)
+	default:
+		c.Respond(502, body502)
 	}
+	d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
 }
 
 // bufferForFilter reports whether the response to r is read whole for
@@ -298,28 +311,6 @@ func (d *Dataplane) forwardHTTP(c *h2Ctx, up *upstream, ch *plugins.Chain) {
 // stream too (header filters still run).
 func bufferForFilter(r *http.Request) bool {
 	return !isGRPCRequest(r) && !strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
-}
-
-// readUpstreamBody reads the whole body of resp, for the body filters.
-func readUpstreamBody(resp *http.Response) ([]byte, error) {
-	n := 512
-	if cl := resp.ContentLength; cl >= 0 && cl < 1<<20 { // a larger one grows as it arrives
-		n = int(cl) + 1 // +1: EOF without growing
-	}
-	b := make([]byte, 0, n)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		m, err := resp.Body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 }
 
 // writeFiltered runs the body_filter phase on the buffered response

@@ -129,7 +129,10 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	}
 	req.URI().SetScheme(scheme)
 	req.UseHostHeader = true
-	stream := strings.Contains(headerValue(r.Header, "Accept"), "text/event-stream")
+	// A body filter needs the answer whole (bufferForFilter: not event
+	// streams); else bodies over streamMax, or of unknown length, stream
+	// (hostpool.go).
+	filter := ch.Has(plugins.PhaseBodyFilter) && bufferForFilter(r)
 	idem := idempotent(req)
 	var start time.Time
 	if up.retryTO > 0 {
@@ -168,9 +171,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 			d.stats.Retries.Add(1)
 		}
 		t0 := up.startTry()
-		// Bodies over streamMax, or of unknown length, stream (hostpool.go)
-		// unless a body filter needs them whole.
-		resp.StreamBody = stream || !ch.Has(plugins.PhaseBodyFilter)
+		resp.StreamBody = !filter
 		err = n.hc.Do(req, resp)
 		up.done(ni, t0, resp.StatusCode(), err)
 		if err == nil {
@@ -187,15 +188,7 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 		}
 	}
 	if !ok {
-		switch {
-		case err == nil:
-			c.Respond(503, body503)
-		case isTimeout(err):
-			c.Respond(504, body504)
-		default:
-			c.Respond(502, body502)
-		}
-		d.log.Warn("dataplane: upstream failed", "route", c.RouteID(), "upstream", up.id, "err", err)
+		d.upstreamFailed(c, up, err)
 		d.writeH2Local(c)
 		return
 	}
@@ -239,16 +232,14 @@ func (d *Dataplane) forwardHTTPViaH1(c *h2Ctx, up *upstream, ch *plugins.Chain) 
 	for k, vv := range pending {
 		wh[k] = vv
 	}
-	if ch.Has(plugins.PhaseBodyFilter) && !stream {
-		// Read whole (not an event stream); taken from resp, which is
-		// released before the log phase runs.
+	if filter { // taken from resp, which is released before the log phase
 		c.body = resp.SwapBody(nil)
 	}
 	if ch.Has(plugins.PhaseHeaderFilter) && d.runPhase(ch, plugins.PhaseHeaderFilter, c) {
 		d.writeH2Local(c)
 		return
 	}
-	if ch.Has(plugins.PhaseBodyFilter) && !stream {
+	if filter {
 		d.writeFiltered(c, ch, setLen)
 		return
 	}
