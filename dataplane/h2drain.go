@@ -44,7 +44,7 @@ func (sc *h2srvConn) drain() {
 	}
 	sc.goaway = true
 	last := sc.maxID // streams above it are refused from now on
-	sc.drainTimer = time.AfterFunc(sc.d.servers.drainTimeout(), sc.closeDrained)
+	sc.drainTimer = time.AfterFunc(sc.d.servers.drainTimeout(), sc.closeFlushed)
 	sc.doneLocked()
 	sc.mu.Unlock()
 	sc.d.stats.H2Drained.Add(1)
@@ -58,21 +58,8 @@ func (sc *h2srvConn) drain() {
 // h2GoAwayClose. Called with sc.mu held, when a stream goes.
 func (sc *h2srvConn) doneLocked() {
 	if sc.goaway && len(sc.streams) == 0 && sc.closeTimer == nil && !sc.closed {
-		sc.closeTimer = time.AfterFunc(h2GoAwayClose, sc.closeDrained)
+		sc.closeTimer = time.AfterFunc(h2GoAwayClose, sc.closeFlushed)
 	}
-}
-
-// closeDrained closes a drained connection, after writing out what is
-// queued: its reader fails, and shutdown fails the streams still open.
-func (sc *h2srvConn) closeDrained() {
-	sc.wmu.Lock()
-	if sc.werr == nil {
-		_ = sc.nc.SetWriteDeadline(time.Now().Add(h2SrvCloseFlush))
-		_ = sc.bw.flush()
-		sc.werr = errH2Closed
-	}
-	sc.wmu.Unlock()
-	_ = sc.nc.Close()
 }
 
 // stopDrainLocked stops the drain timers of a connection that ends.

@@ -206,10 +206,17 @@ func (sc *h2srvConn) shutdown(err error) {
 		s.abort(errH2Closed)
 	}
 	close(sc.done)
-	// Let the flusher write what handlers queued before the
-	// connection failed (the GOAWAY of the client's, a response...).
+	// Write what handlers queued before the connection failed (the
+	// GOAWAY of the client's, a response...).
+	sc.closeFlushed()
+}
+
+// closeFlushed writes out what is queued (within h2SrvCloseFlush), then
+// closes the connection; nothing is written after.
+func (sc *h2srvConn) closeFlushed() {
 	sc.wmu.Lock()
 	if sc.werr == nil {
+		_ = sc.nc.SetWriteDeadline(time.Now().Add(h2SrvCloseFlush))
 		_ = sc.bw.flush()
 		sc.werr = errH2Closed
 	}
