@@ -188,3 +188,16 @@ func (e *env) do(method, path, body string, hdr ...string) resp {
 	b, _ := io.ReadAll(r.Body)
 	return resp{r.StatusCode, r.Header, string(b)}
 }
+
+// dialStream connects to e's stream listener, with a deadline of d on
+// the connection; it is closed when the test ends.
+func dialStream(t *testing.T, e *env, d time.Duration) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", e.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d))
+	return c.(*net.TCPConn)
+}

@@ -94,15 +94,10 @@ func TestTCPBulkBothWays(t *testing.T) {
 			backend <- err
 		}()
 		e.put("/apisix/stream_routes/bulk", `{"upstream":{"nodes":`+nodesJSON(l.Addr().String())+`}}`)
-		c, err := net.Dial("tcp", e.stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(60 * time.Second))
+		c := dialStream(t, e, 60*time.Second)
 		go func() {
 			randStream(c, 1, size)
-			c.(*net.TCPConn).CloseWrite()
+			c.CloseWrite()
 		}()
 		n, sum, err := hashAll(c)
 		if err != nil || n != size || sum != want2 {
@@ -136,14 +131,9 @@ func TestTCPHalfCloseBulkReply(t *testing.T) {
 			}
 		}()
 		e.put("/apisix/stream_routes/hc", `{"upstream":{"nodes":`+nodesJSON(l.Addr().String())+`}}`)
-		c, err := net.Dial("tcp", e.stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c := dialStream(t, e, 30*time.Second)
 		c.Write([]byte("send"))
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		n, sum, err := hashAll(c)
 		if err != nil || n != size || sum != want {
 			t.Fatalf("client got %d bytes (%v), want %d intact", n, err, size)
@@ -156,12 +146,7 @@ func TestTCPCloseEndsRelayed(t *testing.T) {
 	tcpModes(t, true, func(t *testing.T, e *env) {
 		echo := tcpEcho(t, "")
 		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
-		c, err := net.Dial("tcp", e.stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c := dialStream(t, e, 10*time.Second)
 		go randStream(c, 3, 1<<20) // bulk: handed to the kernel relay
 		want, _ := randStream(io.Discard, 3, 1<<20)
 		if _, sum, err := hashAll(io.LimitReader(c, 1<<20)); err != nil || sum != want {
@@ -181,12 +166,7 @@ func TestTCPUpgradeMidStream(t *testing.T) {
 	tcpModes(t, true, func(t *testing.T, e *env) {
 		echo := tcpEcho(t, "")
 		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
-		c, err := net.Dial("tcp", e.stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := dialStream(t, e, 20*time.Second)
 		roundTrip := func(msg string) {
 			t.Helper()
 			c.Write([]byte(msg))
@@ -207,7 +187,7 @@ func TestTCPUpgradeMidStream(t *testing.T) {
 		for range 3 {
 			roundTrip("again")
 		}
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		if rest, err := io.ReadAll(c); err != nil || string(rest) != "bye" {
 			t.Fatalf("after half-close: %q, %v", rest, err)
 		}
@@ -220,12 +200,7 @@ func TestTCPSmallExchangesStayInUserSpace(t *testing.T) {
 	tcpModes(t, false, func(t *testing.T, e *env) {
 		echo := tcpEcho(t, "")
 		e.put("/apisix/stream_routes/s", `{"upstream":{"nodes":`+nodesJSON(echo)+`}}`)
-		c, err := net.Dial("tcp", e.stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialStream(t, e, 5*time.Second)
 		buf := make([]byte, 1000)
 		for range 50 {
 			c.Write(buf)
@@ -233,7 +208,7 @@ func TestTCPSmallExchangesStayInUserSpace(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		if rest, err := io.ReadAll(c); err != nil || string(rest) != "bye" {
 			t.Fatalf("after half-close: %q, %v", rest, err)
 		}

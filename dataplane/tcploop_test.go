@@ -480,19 +480,6 @@ func TestTCPLoopIPv6Node(t *testing.T) {
 	}
 }
 
-// dialStream connects to e's stream listener, with a deadline of d on
-// the connection; it is closed when the test ends.
-func dialStream(t *testing.T, e *env, d time.Duration) *net.TCPConn {
-	t.Helper()
-	c, err := net.Dial("tcp", e.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(d))
-	return c.(*net.TCPConn)
-}
-
 // backendDone waits for a oneShotBackend's verdict, then for every
 // proxied connection to be gone.
 func backendDone(t *testing.T, e *env, backend <-chan error) {
